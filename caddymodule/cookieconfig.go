@@ -1,0 +1,104 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-session/caddy-session/cookie"
+)
+
+// CookieConfig is the session cookie's name and attributes, after the
+// options of Hydrogen's Cookie.
+type CookieConfig struct {
+	// The cookie's name. Default: __session. A name starting with __Host-
+	// requires secure on or auto, path / and no domain.
+	Name string `json:"name,omitempty"`
+
+	// The cookie's Path. Default: /.
+	Path string `json:"path,omitempty"`
+
+	// The cookie's Domain. Default: none (the cookie goes back only to the
+	// host that set it).
+	Domain string `json:"domain,omitempty"`
+
+	// The cookie's Max-Age, which is also the session's absolute life: no
+	// activity extends a session past it. Default: 30 days.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+
+	// A fixed end for every session, in RFC 3339 (2027-01-02T15:04:05Z).
+	// Default: none.
+	Expires string `json:"expires,omitempty"`
+
+	// When the cookie gets the Secure attribute: "auto" (when the request
+	// came over TLS, as seen by Caddy or told by a trusted proxy), "on" or
+	// "off". Default: auto.
+	Secure string `json:"secure,omitempty"`
+
+	// Whether the cookie is hidden from JavaScript. Default: true.
+	HTTPOnly *bool `json:"http_only,omitempty"`
+
+	// The cookie's SameSite attribute: "lax", "strict" or "none" (which
+	// forces Secure). Default: lax.
+	SameSite string `json:"same_site,omitempty"`
+}
+
+// options turns the configuration into cookie.Options, with defaults.
+func (c *CookieConfig) options() (cookie.Options, error) {
+	if c == nil {
+		c = new(CookieConfig)
+	}
+	o := cookie.Options{
+		Name:     c.Name,
+		Path:     c.Path,
+		Domain:   c.Domain,
+		MaxAge:   time.Duration(c.MaxAge),
+		HTTPOnly: c.HTTPOnly == nil || *c.HTTPOnly,
+	}
+	if o.Name == "" {
+		o.Name = DefaultCookieName
+	}
+	if o.Path == "" {
+		o.Path = "/"
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = DefaultMaxAge
+	}
+	if o.MaxAge < time.Second {
+		return o, fmt.Errorf("cookie max_age %s is too short; use at least 1s", o.MaxAge)
+	}
+	if c.Expires != "" {
+		t, err := time.Parse(time.RFC3339, c.Expires)
+		if err != nil {
+			return o, fmt.Errorf("cookie expires %q: not an RFC 3339 time such as 2027-01-02T15:04:05Z", c.Expires)
+		}
+		o.Expires = t
+	}
+	switch strings.ToLower(c.Secure) {
+	case "", "auto":
+		o.Secure = cookie.SecureAuto
+	case "on", "true":
+		o.Secure = cookie.SecureOn
+	case "off", "false":
+		o.Secure = cookie.SecureOff
+	default:
+		return o, fmt.Errorf("cookie secure %q: use auto, on or off", c.Secure)
+	}
+	switch strings.ToLower(c.SameSite) {
+	case "", "lax":
+		o.SameSite = http.SameSiteLaxMode
+	case "strict":
+		o.SameSite = http.SameSiteStrictMode
+	case "none":
+		o.SameSite = http.SameSiteNoneMode
+	default:
+		return o, fmt.Errorf("cookie same_site %q: use lax, strict or none", c.SameSite)
+	}
+	if err := o.Validate(); err != nil {
+		return o, fmt.Errorf("cookie: %w", err)
+	}
+	return o, nil
+}

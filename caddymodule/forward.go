@@ -1,0 +1,132 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-session/caddy-session/storage"
+)
+
+// maxForwardedHeader bounds one forwarded header, name and value: upstreams
+// reject huge headers, so a larger value is not forwarded.
+const maxForwardedHeader = 8 << 10
+
+// forward sets the session's X-Session-* request headers. The client's own
+// were removed before; a key that is absent or filtered out sends nothing.
+func (h *Handler) forward(r *http.Request, s *session) {
+	for k, v := range s.values {
+		if h.forwardKeys != nil && !h.forwardKeys[k] {
+			continue
+		}
+		name := storage.HeaderName(k)
+		val := HeaderValue(v)
+		if len(name)+len(val) > maxForwardedHeader {
+			h.logger.Warn("session value too large to forward as a header; not forwarded",
+				zap.String("key", k), zap.Int("bytes", len(val)), zap.String("session", s.ref(h)))
+			continue
+		}
+		r.Header[http.CanonicalHeaderKey(name)] = []string{val}
+	}
+}
+
+// setPlaceholders exposes the session to later handlers as
+// {http.session.*}, computed only when asked for.
+func (h *Handler) setPlaceholders(repl *caddy.Replacer, s *session) {
+	repl.Map(func(key string) (any, bool) {
+		name, ok := strings.CutPrefix(key, "http.session.")
+		if !ok {
+			return nil, false
+		}
+		switch name {
+		case "exists":
+			return s.exists(), true
+		case "ref":
+			return s.ref(h), true
+		}
+		if v, ok := s.values[name]; ok {
+			return HeaderValue(v), true
+		}
+		return "", true
+	})
+}
+
+// HeaderValue returns how a session value travels in a header: a JSON
+// string whose text is printable ASCII as that text, anything else as JSON
+// text with every byte outside printable ASCII escaped as \uXXXX, so a
+// header never breaks, never splits and never carries a control byte.
+func HeaderValue(v json.RawMessage) string {
+	if len(v) >= 2 && v[0] == '"' {
+		var s string
+		if json.Unmarshal(v, &s) == nil && printableASCII(s) {
+			return s
+		}
+	}
+	if printableASCII(string(v)) {
+		return string(v)
+	}
+	return asciiJSON(v)
+}
+
+// printableASCII reports whether s holds only bytes 0x20 to 0x7E.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// asciiJSON rewrites JSON text so that every byte outside printable ASCII
+// is a \u escape. Bytes outside strings cannot be anything but JSON
+// whitespace, which is dropped; invalid UTF-8 becomes U+FFFD.
+func asciiJSON(v json.RawMessage) string {
+	const hex = "0123456789abcdef"
+	var b strings.Builder
+	b.Grow(len(v) + 16)
+	esc := func(r rune) {
+		b.WriteString(`\u`)
+		b.WriteByte(hex[r>>12&0xf])
+		b.WriteByte(hex[r>>8&0xf])
+		b.WriteByte(hex[r>>4&0xf])
+		b.WriteByte(hex[r&0xf])
+	}
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c >= 0x20 && c <= 0x7e {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+				i++ // whitespace between tokens
+				continue
+			}
+			esc(rune(c))
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(v[i:])
+		i += size
+		if r > 0xffff {
+			r1, r2 := utf16Surrogates(r)
+			esc(r1)
+			esc(r2)
+			continue
+		}
+		esc(r)
+	}
+	return b.String()
+}
+
+// utf16Surrogates splits a rune above the BMP into its UTF-16 pair.
+func utf16Surrogates(r rune) (rune, rune) {
+	r -= 0x10000
+	return 0xd800 + (r>>10)&0x3ff, 0xdc00 + r&0x3ff
+}

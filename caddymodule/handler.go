@@ -1,0 +1,109 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// ServeHTTP gives the request its session. Reserved client headers go
+// first, whatever else happens, on every path.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripRequest(r)
+	now := time.Now()
+	s := h.load(r, now)
+
+	if exact, sub := h.apiRoute(r.URL.Path); exact || sub {
+		return h.serveAPI(w, r, s, now, exact)
+	}
+	if s.storeErr != nil && h.failClosed {
+		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("session store unavailable (on_store_error fail_closed)"))
+	}
+
+	h.opts.StripCookies(r.Header)
+	if s.exists() {
+		h.forward(r, s)
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		h.setPlaceholders(repl, s)
+	}
+
+	rw := &responseWriter{
+		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		h:                     h,
+		r:                     r,
+		s:                     s,
+		now:                   now,
+	}
+	err := next.ServeHTTP(rw, r)
+	if !rw.written {
+		if err != nil {
+			// Caddy's error routes write through the outer writer: nothing
+			// the upstream put in the header map may go out with them.
+			h.scrubResponse(w.Header())
+		} else {
+			// Nothing was written: net/http sends the header map as is.
+			rw.finish()
+		}
+	}
+	return err
+}
+
+// isSecure tells whether the session cookie gets the Secure attribute for
+// this request: with secure auto, when the request came over TLS, as seen
+// by Caddy or as told by a proxy Caddy trusts (trusted_proxies); a client's
+// own X-Forwarded-Proto is never believed.
+func (h *Handler) isSecure(r *http.Request) bool {
+	tls := r.TLS != nil
+	if !tls {
+		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+			tls = strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+		}
+	}
+	return h.opts.IsSecure(tls)
+}
+
+// addVary adds Cookie to the response's Vary header, once.
+func addVary(hdr http.Header) {
+	for _, v := range hdr["Vary"] {
+		if containsToken(v, "Cookie") || strings.TrimSpace(v) == "*" {
+			return
+		}
+	}
+	hdr.Add("Vary", "Cookie")
+}
+
+// containsToken reports whether a comma-separated header value holds tok,
+// compared case-insensitively.
+func containsToken(v, tok string) bool {
+	for v != "" {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		t = strings.TrimSpace(t)
+		if i := strings.IndexByte(t, '='); i >= 0 {
+			t = t[:i]
+		}
+		if strings.EqualFold(t, tok) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeToken returns a comma-separated header value without tok.
+func removeToken(v, tok string) string {
+	var kept []string
+	for _, t := range strings.Split(v, ",") {
+		t = strings.TrimSpace(t)
+		name, _, _ := strings.Cut(t, "=")
+		if t == "" || strings.EqualFold(name, tok) {
+			continue
+		}
+		kept = append(kept, t)
+	}
+	return strings.Join(kept, ", ")
+}

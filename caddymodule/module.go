@@ -1,0 +1,310 @@
+// Package caddymodule is caddy-session's Caddy glue: the HTTP handler
+// http.handlers.session, its Caddyfile directive, and the store modules in
+// the http.session.stores namespace.
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-session/caddy-session/cookie"
+	"github.com/caddy-session/caddy-session/storage"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler gives the requests it sees a session: it reads and verifies the
+// session cookie, loads the session from its store, forwards it to the
+// next handlers as X-Session-* request headers (after removing every
+// X-Session-* header the client sent), answers the reserved API path
+// (/__session by default) itself, and applies the session changes the
+// upstream asks for in its X-Session-Set, X-Session-Destroy and
+// X-Session-Rotate response headers.
+//
+// Placeholders it sets for the handlers after it:
+//
+// | Placeholder | Description |
+// |-------------|-------------|
+// | `{http.session.<key>}` | the value of a session key, encoded as its forwarded header (a string as is, other values as JSON text) |
+// | `{http.session.exists}` | `true` when the request has a live session, else `false` |
+// | `{http.session.ref}` | a stable, opaque reference to the session (a keyed hash of its ID, useless as a credential), empty without a session |
+type Handler struct {
+	// Secrets that sign and encrypt the session cookie, each at least 32
+	// bytes. The first signs new cookies; every one verifies, so a secret
+	// can be rotated by putting the new one first and removing the old one
+	// once its cookies have expired. Placeholders such as
+	// {env.SESSION_SECRET} are resolved at provisioning. When empty, a
+	// secret is generated once and kept in Caddy's storage.
+	Secrets []string `json:"secrets,omitempty"`
+
+	// The session cookie's name and attributes.
+	Cookie *CookieConfig `json:"cookie,omitempty"`
+
+	// Where sessions live: a module in the http.session.stores namespace
+	// (cookie, memory, file, redis, or your own). Default: cookie.
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.session.stores inline_key=backend"`
+
+	// Ends a session not used for this long. Each use extends it; the
+	// extension is written at most every quarter of the timeout. Default:
+	// none (only the cookie's max_age bounds a session).
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// The path of the session API. Default: /__session.
+	APIPath string `json:"api_path,omitempty"`
+
+	// Turns the session API off: its path then goes to the next handler
+	// like any other.
+	DisableAPI bool `json:"disable_api,omitempty"`
+
+	// The keys a browser may write through the API. Default: none. Never
+	// list a key the upstream trusts (a customer ID, a role).
+	ClientWritable []string `json:"client_writable,omitempty"`
+
+	// The keys the API returns on GET; "*" for all. Default: the
+	// client-writable keys.
+	ClientReadable []string `json:"client_readable,omitempty"`
+
+	// Origins (scheme://host[:port]) allowed to write through the API from
+	// another site. Default: none.
+	TrustedOrigins []string `json:"trusted_origins,omitempty"`
+
+	// The keys forwarded to the upstream as X-Session-* headers. Default:
+	// all.
+	Forward []string `json:"forward,omitempty"`
+
+	// The largest API request body accepted, in bytes. Default: 65536.
+	MaxBody int64 `json:"max_body,omitempty"`
+
+	// The largest session, in bytes of its JSON encoding, that a server
+	// store accepts. Default: 65536. The cookie store is bounded by its
+	// chunks instead.
+	MaxSize int64 `json:"max_size,omitempty"`
+
+	// The most keys a session may hold. Default: 64.
+	MaxKeys int `json:"max_keys,omitempty"`
+
+	// What happens when the store cannot be reached: "fail_open" (the
+	// request goes on with no session headers, and an error is logged) or
+	// "fail_closed" (503). API calls answer 503 either way. Default:
+	// fail_open.
+	OnStoreError string `json:"on_store_error,omitempty"`
+
+	// Whether responses to requests that carried a session get
+	// "Vary: Cookie", so shared caches never serve one visitor's page to
+	// another. Default: true.
+	VaryCookie *bool `json:"vary_cookie,omitempty"`
+
+	opts        cookie.Options
+	codec       atomic.Pointer[cookie.Codec]
+	secrets     *secretSource
+	store       storage.Store // nil for the cookie store
+	maxChunks   int
+	writable    map[string]bool
+	readable    map[string]bool // nil: all
+	forwardKeys map[string]bool // nil: all
+	cop         *http.CrossOriginProtection
+	failClosed  bool
+	vary        bool
+	logger      *zap.Logger
+	storeName   string
+	apiBase     string // the API path's last segment
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.session",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Defaults.
+const (
+	DefaultCookieName = "__session"
+	DefaultAPIPath    = "/__session"
+	DefaultMaxAge     = 30 * 24 * time.Hour
+	DefaultMaxBody    = 64 << 10
+	DefaultMaxChunks  = 4
+)
+
+// Provision sets up the handler: defaults, secrets, store and policies.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+
+	if h.APIPath == "" {
+		h.APIPath = DefaultAPIPath
+	}
+	if h.MaxBody == 0 {
+		h.MaxBody = DefaultMaxBody
+	}
+	if h.MaxSize == 0 {
+		h.MaxSize = storage.DefaultMaxSize
+	}
+	if h.MaxKeys == 0 {
+		h.MaxKeys = storage.DefaultMaxKeys
+	}
+	h.apiBase = path.Base(h.APIPath)
+	h.vary = h.VaryCookie == nil || *h.VaryCookie
+
+	opts, err := h.Cookie.options()
+	if err != nil {
+		return err
+	}
+	h.opts = opts
+
+	// Keys.
+	h.writable = make(map[string]bool, len(h.ClientWritable))
+	for _, k := range h.ClientWritable {
+		h.writable[k] = true
+	}
+	switch {
+	case len(h.ClientReadable) == 1 && h.ClientReadable[0] == "*":
+		h.readable = nil
+	case len(h.ClientReadable) > 0:
+		h.readable = make(map[string]bool, len(h.ClientReadable))
+		for _, k := range h.ClientReadable {
+			h.readable[k] = true
+		}
+	default:
+		h.readable = h.writable
+	}
+	if len(h.Forward) > 0 {
+		h.forwardKeys = make(map[string]bool, len(h.Forward))
+		for _, k := range h.Forward {
+			h.forwardKeys[k] = true
+		}
+	}
+
+	h.cop = http.NewCrossOriginProtection()
+	for _, o := range h.TrustedOrigins {
+		if err := h.cop.AddTrustedOrigin(o); err != nil {
+			return fmt.Errorf("trusted_origins: %v; write an origin as scheme://host[:port]", err)
+		}
+	}
+
+	switch h.OnStoreError {
+	case "", "fail_open":
+	case "fail_closed":
+		h.failClosed = true
+	default:
+		return fmt.Errorf("on_store_error: unknown policy %q; use fail_open or fail_closed", h.OnStoreError)
+	}
+
+	// Store.
+	if h.StoreRaw == nil {
+		h.StoreRaw = json.RawMessage(`{"backend":"cookie"}`)
+	}
+	mod, err := ctx.LoadModule(h, "StoreRaw")
+	if err != nil {
+		return fmt.Errorf("loading session store: %v", err)
+	}
+	h.storeName = string(mod.(caddy.Module).CaddyModule().ID.Name())
+	switch s := mod.(type) {
+	case *CookieStore:
+		h.maxChunks = s.MaxChunks
+	case storage.Store:
+		h.store = s
+	default:
+		return fmt.Errorf("session store %s does not implement storage.Store; see the README's \"Writing a store\"", h.storeName)
+	}
+
+	// Secrets: configured ones now; a generated one is loaded now if it
+	// exists, and created on first use otherwise (never by caddy validate).
+	repl := caddy.NewReplacer()
+	secrets := make([][]byte, len(h.Secrets))
+	for i, s := range h.Secrets {
+		v := repl.ReplaceAll(s, "")
+		if v == "" {
+			return fmt.Errorf("secret #%d is empty; if it is a placeholder such as {env.SESSION_SECRET}, set that variable", i+1)
+		}
+		secrets[i] = []byte(v)
+	}
+	h.secrets = &secretSource{storage: ctx.Storage(), logger: h.logger}
+	if len(secrets) > 0 {
+		c, err := cookie.NewCodec(secrets)
+		if err != nil {
+			return err
+		}
+		h.codec.Store(c)
+	} else if c, err := h.secrets.load(ctx); err != nil {
+		return err
+	} else if c != nil {
+		h.codec.Store(c)
+	}
+
+	if h.opts.SameSite == http.SameSiteNoneMode {
+		h.logger.Warn("same_site none sends the session cookie on cross-site requests; keep it only if another site must embed this one")
+	}
+	return nil
+}
+
+// Validate checks the provisioned configuration; it changes nothing.
+func (h *Handler) Validate() error {
+	if !strings.HasPrefix(h.APIPath, "/") {
+		return fmt.Errorf("api_path %q must start with '/'", h.APIPath)
+	}
+	for _, list := range []struct {
+		name string
+		keys []string
+	}{{"client_writable", h.ClientWritable}, {"client_readable", h.ClientReadable}, {"forward", h.Forward}} {
+		seen := make(map[string]string, len(list.keys))
+		for _, k := range list.keys {
+			if list.name == "client_readable" && k == "*" && len(list.keys) == 1 {
+				continue
+			}
+			if !storage.ValidKey(k) {
+				return fmt.Errorf("%s: invalid key %q: a key is 1 to 64 characters, a letter first, then letters, digits, '-' or '_'", list.name, k)
+			}
+			if o, ok := seen[storage.HeaderKey(k)]; ok {
+				return fmt.Errorf("%s: keys %q and %q name the same header; list one", list.name, o, k)
+			}
+			seen[storage.HeaderKey(k)] = k
+		}
+	}
+	if h.MaxBody < 0 || h.MaxSize < 0 || h.MaxKeys < 0 {
+		return errors.New("max_body, max_size and max_keys must be positive")
+	}
+	if h.IdleTimeout < 0 {
+		return errors.New("idle_timeout must be positive")
+	}
+	if h.store == nil && h.maxChunks < 1 {
+		return errors.New("max_chunks must be at least 1")
+	}
+	return nil
+}
+
+// Cleanup releases the handler's store.
+func (h *Handler) Cleanup() error {
+	return nil
+}
+
+// limits are the bounds of a merged session.
+func (h *Handler) limits() storage.Limits {
+	max := int(h.MaxSize)
+	if h.store == nil {
+		// The cookie store is bounded by its chunks; Apply must not refuse
+		// first with a smaller number.
+		max = 1 << 30
+	}
+	return storage.Limits{MaxKeys: h.MaxKeys, MaxSize: max}
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,382 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-session/caddy-session/cookie"
+	"github.com/caddy-session/caddy-session/storage"
+)
+
+// session is one request's view of its session, and what the response
+// must do to the cookie.
+type session struct {
+	id       string                     // "" when there is no session
+	values   map[string]json.RawMessage // never modified in place
+	created  time.Time
+	deadline time.Time
+	seen     time.Time // last recorded use (idle timeout)
+
+	present  []int // chunk indexes the request carried
+	hadValue bool  // the request carried a session cookie at all
+	stale    bool  // verified by an older secret only: re-issue
+	touch    bool  // record the use (throttled idle refresh)
+	issue    bool  // send the session cookie
+	expire   bool  // expire the session cookie(s)
+	storeErr error // the store failed while loading
+	refCache string
+	codec    *cookie.Codec
+}
+
+// exists reports whether the request has a live session.
+func (s *session) exists() bool { return s.id != "" }
+
+// ref returns the session's opaque reference: a keyed hash of its ID.
+func (s *session) ref(h *Handler) string {
+	if s.id == "" || s.codec == nil {
+		return ""
+	}
+	if s.refCache == "" {
+		s.refCache = s.codec.Ref(s.id)
+	}
+	return s.refCache
+}
+
+// cookiePayload is what the cookie store keeps inside the encrypted cookie.
+// Times are Unix milliseconds; they sit inside the MAC, so a client can
+// neither extend nor forge them.
+type cookiePayload struct {
+	ID       string                     `json:"i"`
+	Values   map[string]json.RawMessage `json:"v"`
+	Created  int64                      `json:"c"`
+	Deadline int64                      `json:"d"`
+	Seen     int64                      `json:"s"`
+}
+
+// codecFor returns the codec, creating the generated secret on first use.
+func (h *Handler) codecFor(ctx context.Context) (*cookie.Codec, error) {
+	if c := h.codec.Load(); c != nil {
+		return c, nil
+	}
+	c, err := h.secrets.ensure(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.codec.CompareAndSwap(nil, c)
+	return h.codec.Load(), nil
+}
+
+// deadlineFor is the absolute end of a session created at created.
+func (h *Handler) deadlineFor(created time.Time) time.Time {
+	d := created.Add(h.opts.MaxAge)
+	if !h.opts.Expires.IsZero() && h.opts.Expires.Before(d) {
+		d = h.opts.Expires
+	}
+	return d
+}
+
+// touchDue reports whether a use at now should be recorded: with an idle
+// timeout, once a quarter of it has passed since the last record, so a
+// session used at least every half timeout never idles out, and a busy one
+// is not rewritten on every request.
+func (h *Handler) touchDue(seen, now time.Time) bool {
+	idle := time.Duration(h.IdleTimeout)
+	return idle > 0 && now.Sub(seen) >= idle/4
+}
+
+// load reads the request's session: the cookie, then the store.
+func (h *Handler) load(r *http.Request, now time.Time) *session {
+	s := new(session)
+	value, present := h.opts.Read(r.Header, h.chunkLimit())
+	s.present = present
+	if value == "" {
+		return s
+	}
+	s.hadValue = true
+	codec, err := h.codecFor(r.Context())
+	if err != nil {
+		h.logger.Error("session secret unavailable", zap.Error(err))
+		s.storeErr = err
+		return s
+	}
+	s.codec = codec
+
+	if h.store == nil {
+		var p cookiePayload
+		stale, err := codec.Decode(h.opts.Name, value, &p)
+		if err != nil || !cookie.ValidID(p.ID) {
+			h.logger.Debug("session cookie ignored: it does not verify", zap.Error(err))
+			return s
+		}
+		created := time.UnixMilli(p.Created)
+		deadline := time.UnixMilli(p.Deadline)
+		if d := h.deadlineFor(created); d.Before(deadline) {
+			deadline = d // a shorter max_age applies to existing sessions too
+		}
+		seen := time.UnixMilli(p.Seen)
+		if !now.Before(deadline) || (h.IdleTimeout > 0 && !now.Before(seen.Add(time.Duration(h.IdleTimeout)))) {
+			h.logger.Debug("session cookie ignored: the session has expired")
+			return s
+		}
+		s.id, s.values, s.created, s.deadline, s.seen, s.stale = p.ID, p.Values, created, deadline, seen, stale
+		if s.values == nil {
+			s.values = map[string]json.RawMessage{}
+		}
+		s.touch = h.touchDue(seen, now)
+		s.issue = stale || s.touch
+		return s
+	}
+
+	var id string
+	stale, err := codec.Decode(h.opts.Name, value, &id)
+	if err != nil || !cookie.ValidID(id) {
+		h.logger.Debug("session cookie ignored: it does not verify", zap.Error(err))
+		return s
+	}
+	rec, err := h.store.Load(r.Context(), storage.Key(id))
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		// Never adopt an ID the store does not hold.
+		h.logger.Debug("session cookie names no stored session", zap.String("session", codec.Ref(id)))
+		return s
+	case err != nil:
+		h.logger.Error("session store failed to load a session",
+			zap.String("store", h.storeName), zap.String("operation", "load"), zap.Error(err))
+		s.storeErr = err
+		return s
+	case !rec.Live(now):
+		return s
+	}
+	s.id, s.values, s.created, s.deadline, s.stale = id, rec.Values, rec.Created, rec.Deadline, stale
+	if d := h.deadlineFor(rec.Created); d.Before(s.deadline) {
+		s.deadline = d
+	}
+	if !now.Before(s.deadline) {
+		s.id, s.values = "", nil
+		return s
+	}
+	if h.IdleTimeout > 0 {
+		// The record's expiry is its last use plus the idle timeout.
+		s.seen = rec.Expires.Add(-time.Duration(h.IdleTimeout))
+		s.touch = h.touchDue(s.seen, now)
+	}
+	s.issue = stale
+	return s
+}
+
+// chunkLimit is how many cookies the session cookie may span.
+func (h *Handler) chunkLimit() int {
+	if h.store == nil {
+		return h.maxChunks
+	}
+	return 1
+}
+
+// errTooLarge is a write the session cannot hold.
+var errTooLarge = errors.New("session too large")
+
+// merge applies patch to the session, creating it when there is none.
+func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.RawMessage, now time.Time) error {
+	codec, err := h.codecFor(ctx)
+	if err != nil {
+		return err
+	}
+	s.codec = codec
+	if h.store == nil {
+		values, err := storage.Apply(s.values, patch, h.limits())
+		if err != nil {
+			return err
+		}
+		if !s.exists() {
+			s.id = cookie.NewID()
+			s.refCache = ""
+			s.created = now
+			s.deadline = h.deadlineFor(now)
+		}
+		s.values, s.seen = values, now
+		s.issue, s.expire = true, false
+		// Encode now, so a session too large for its cookies is refused
+		// before anything is sent.
+		if _, err := h.cookieChunks(s, true, now); err != nil {
+			return err
+		}
+		return nil
+	}
+
+	opts := storage.MergeOptions{
+		Now:         now,
+		IdleTimeout: time.Duration(h.IdleTimeout),
+		Limits:      h.limits(),
+	}
+	if s.exists() {
+		rec, err := h.store.Merge(ctx, storage.Key(s.id), patch, opts)
+		if err == nil {
+			s.values, s.seen, s.touch = rec.Values, now, false
+			return nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		// Destroyed or rotated since it was loaded: never revive it.
+	}
+	id := cookie.NewID()
+	opts.Create, opts.Deadline = true, h.deadlineFor(now)
+	rec, err := h.store.Merge(ctx, storage.Key(id), patch, opts)
+	if err != nil {
+		return err
+	}
+	s.id, s.refCache = id, ""
+	s.values, s.created, s.deadline, s.seen = rec.Values, rec.Created, rec.Deadline, now
+	s.issue, s.expire, s.touch = true, false, false
+	h.logger.Debug("session created", zap.String("session", s.ref(h)))
+	return nil
+}
+
+// destroy ends the session in the store and expires its cookie(s).
+func (h *Handler) destroy(ctx context.Context, s *session) error {
+	if s.exists() && h.store != nil {
+		if err := h.store.Delete(ctx, storage.Key(s.id)); err != nil {
+			return err
+		}
+		h.logger.Debug("session destroyed", zap.String("session", s.ref(h)))
+	}
+	s.id, s.values, s.refCache = "", nil, ""
+	s.issue, s.touch, s.stale = false, false, false
+	s.expire = s.hadValue || len(s.present) > 0
+	return nil
+}
+
+// rotate gives the session a new ID, keeping its data; the old ID is
+// invalid once it returns.
+func (h *Handler) rotate(ctx context.Context, s *session, now time.Time) error {
+	if !s.exists() {
+		return nil
+	}
+	id := cookie.NewID()
+	if h.store != nil {
+		if err := h.store.Rotate(ctx, storage.Key(s.id), storage.Key(id)); err != nil {
+			return err
+		}
+	}
+	old := s.ref(h)
+	s.id, s.refCache = id, ""
+	s.issue, s.expire = true, false
+	h.logger.Debug("session rotated", zap.String("from", old), zap.String("session", s.ref(h)))
+	return nil
+}
+
+// recordUse extends the idle deadline when due: for server stores a Touch
+// (never a rewrite), for the cookie store a re-issued cookie.
+func (h *Handler) recordUse(ctx context.Context, s *session, now time.Time) {
+	if !s.touch || !s.exists() {
+		return
+	}
+	s.touch = false
+	s.seen = now
+	if h.store == nil {
+		s.issue = true
+		return
+	}
+	exp := now.Add(time.Duration(h.IdleTimeout))
+	if exp.After(s.deadline) {
+		exp = s.deadline
+	}
+	if err := h.store.Touch(ctx, storage.Key(s.id), exp); err != nil {
+		h.logger.Error("session store failed to extend a session",
+			zap.String("store", h.storeName), zap.String("operation", "touch"), zap.Error(err))
+	}
+}
+
+// cookieChunks returns the cookies that carry the session.
+func (h *Handler) cookieChunks(s *session, secure bool, now time.Time) ([]*http.Cookie, error) {
+	var (
+		value string
+		err   error
+	)
+	if h.store == nil {
+		value, err = s.codec.Encode(h.opts.Name, cookiePayload{
+			ID:       s.id,
+			Values:   s.values,
+			Created:  s.created.UnixMilli(),
+			Deadline: s.deadline.UnixMilli(),
+			Seen:     s.seen.UnixMilli(),
+		})
+	} else {
+		value, err = s.codec.Encode(h.opts.Name, s.id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("encoding the session cookie: %w", err)
+	}
+	life := s.deadline.Sub(now)
+	if life < time.Second {
+		life = time.Second
+	}
+	cookies, err := h.opts.Chunks(value, life, secure, h.chunkLimit())
+	if errors.Is(err, cookie.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: it does not fit in %d cookies (max_chunks); store less, or use a server store", errTooLarge, h.chunkLimit())
+	}
+	return cookies, err
+}
+
+// writeCookies adds the Set-Cookie lines the session needs to hdr: the
+// session's cookies when issued (and leftover chunks expired), or every
+// chunk expired.
+func (h *Handler) writeCookies(hdr http.Header, s *session, secure bool, now time.Time) error {
+	if s.stale && s.exists() {
+		s.issue = true
+	}
+	switch {
+	case s.issue && s.exists():
+		cookies, err := h.cookieChunks(s, secure, now)
+		if err != nil {
+			return err
+		}
+		for _, c := range cookies {
+			hdr.Add("Set-Cookie", c.String())
+		}
+		for _, i := range s.present {
+			if i >= len(cookies) {
+				hdr.Add("Set-Cookie", h.opts.Expire(h.opts.ChunkName(i), secure).String())
+			}
+		}
+	case s.expire:
+		expired := false
+		for _, i := range s.present {
+			hdr.Add("Set-Cookie", h.opts.Expire(h.opts.ChunkName(i), secure).String())
+			expired = expired || i == 0
+		}
+		if !expired {
+			hdr.Add("Set-Cookie", h.opts.Expire(h.opts.Name, secure).String())
+		}
+	default:
+		return nil
+	}
+	s.issue, s.expire, s.stale = false, false, false
+	addCacheControlPrivate(hdr)
+	return nil
+}
+
+// addCacheControlPrivate marks a response that sets the session cookie as
+// private, so shared caches never store it, unless it is already stricter.
+func addCacheControlPrivate(hdr http.Header) {
+	cc := hdr.Get("Cache-Control")
+	if containsToken(cc, "private") || containsToken(cc, "no-store") {
+		return
+	}
+	if cc == "" {
+		hdr.Set("Cache-Control", "private")
+		return
+	}
+	cc = removeToken(cc, "public")
+	if cc == "" {
+		hdr.Set("Cache-Control", "private")
+		return
+	}
+	hdr.Set("Cache-Control", "private, "+cc)
+}

@@ -1,0 +1,82 @@
+package caddymodule
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func init() {
+	caddy.RegisterModule(CookieStore{})
+}
+
+// CookieStore keeps the session in the browser: the whole session, signed
+// and encrypted, is the cookie, split into <name>, <name>.1, … when it does
+// not fit in one. It needs no server state, so any number of Caddy
+// instances that share the secret share the sessions. Two tabs writing at
+// once: the last write wins. A copied cookie stays valid until it expires
+// (there is no server record to delete): use a server store where a logout
+// must revoke every copy.
+type CookieStore struct {
+	// The most cookies a session may span. A write that needs more is
+	// refused with 413. Default: 4.
+	MaxChunks int `json:"max_chunks,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (CookieStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.session.stores.cookie",
+		New: func() caddy.Module { return new(CookieStore) },
+	}
+}
+
+// Provision sets defaults.
+func (s *CookieStore) Provision(caddy.Context) error {
+	if s.MaxChunks == 0 {
+		s.MaxChunks = DefaultMaxChunks
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the store from Caddyfile tokens. Syntax:
+//
+//	store cookie {
+//		max_chunks <n>
+//	}
+func (s *CookieStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // store name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("duplicate subdirective %q", sub)
+		}
+		seen[sub] = true
+		switch sub {
+		case "max_chunks":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 32 {
+				return d.Errf("max_chunks %q: want a whole number from 1 to 32", v)
+			}
+			s.MaxChunks = n
+		default:
+			return d.Errf("unknown subdirective %q of store cookie; known: max_chunks", sub)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*CookieStore)(nil)
+	_ caddyfile.Unmarshaler = (*CookieStore)(nil)
+)

@@ -1,0 +1,212 @@
+package caddymodule
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// The upstream's control headers, in Go's canonical form.
+const (
+	headerSet     = "X-Session-Set"
+	headerDestroy = "X-Session-Destroy"
+	headerRotate  = "X-Session-Rotate"
+)
+
+// responseWriter applies the upstream's session changes at the moment the
+// response's headers go out: reverse_proxy copies the upstream's headers
+// into the header map, then calls WriteHeader.
+type responseWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	h       *Handler
+	r       *http.Request
+	s       *session
+	now     time.Time
+	written bool
+}
+
+// WriteHeader applies the session changes before a final status goes out.
+// Informational responses (103 Early Hints) pass with their reserved
+// headers removed.
+func (rw *responseWriter) WriteHeader(status int) {
+	if rw.written {
+		rw.ResponseWriterWrapper.WriteHeader(status)
+		return
+	}
+	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+		rw.h.scrubResponse(rw.Header())
+		rw.ResponseWriterWrapper.WriteHeader(status)
+		return
+	}
+	rw.finish()
+	rw.ResponseWriterWrapper.WriteHeader(status)
+}
+
+// finish applies the session changes to the header map, once.
+func (rw *responseWriter) finish() {
+	if rw.written {
+		return
+	}
+	rw.written = true
+	rw.h.writeBack(rw.r, rw.s, rw.Header(), rw.now)
+}
+
+// Write sends the headers first when WriteHeader was not called.
+func (rw *responseWriter) Write(p []byte) (int, error) {
+	if !rw.written {
+		rw.WriteHeader(http.StatusOK)
+	}
+	return rw.ResponseWriterWrapper.Write(p)
+}
+
+// ReadFrom sends the headers first; the wrapped ReadFrom would bypass
+// WriteHeader.
+func (rw *responseWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !rw.written {
+		rw.WriteHeader(http.StatusOK)
+	}
+	return rw.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// FlushError sends the headers first; http.ResponseController would
+// otherwise flush the wrapped writer and send them without the session.
+func (rw *responseWriter) FlushError() error {
+	if !rw.written {
+		rw.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(rw.ResponseWriterWrapper.ResponseWriter).Flush()
+}
+
+// scrubResponse removes what the client must never see: every reserved
+// header, and any Set-Cookie for the session cookie that did not come from
+// the module.
+func (h *Handler) scrubResponse(hdr http.Header) {
+	for name := range hdr {
+		if IsReservedHeader(name) {
+			delete(hdr, name)
+		}
+	}
+	h.dropSessionSetCookies(hdr)
+}
+
+// dropSessionSetCookies removes Set-Cookie lines that name the session
+// cookie or a chunk of it: only the module sets those.
+func (h *Handler) dropSessionSetCookies(hdr http.Header) {
+	lines, ok := hdr["Set-Cookie"]
+	if !ok {
+		return
+	}
+	kept := lines[:0:0]
+	for _, line := range lines {
+		name, _, _ := strings.Cut(line, "=")
+		if h.opts.IsSessionCookie(strings.TrimSpace(name)) {
+			h.logger.Warn("dropped an upstream Set-Cookie for the session cookie; only the session handler sets it",
+				zap.String("cookie", strings.TrimSpace(name)))
+			continue
+		}
+		kept = append(kept, line)
+	}
+	if len(kept) == 0 {
+		delete(hdr, "Set-Cookie")
+	} else {
+		hdr["Set-Cookie"] = kept
+	}
+}
+
+// controls are the upstream's requested session changes.
+type controls struct {
+	destroy, rotate bool
+	sets            []string
+}
+
+// takeControls reads the upstream's control headers and removes every
+// reserved header from the response.
+func (h *Handler) takeControls(hdr http.Header) (c controls) {
+	for name, values := range hdr {
+		if !IsReservedHeader(name) {
+			continue
+		}
+		switch http.CanonicalHeaderKey(name) {
+		case headerSet:
+			c.sets = append(c.sets, values...)
+		case headerDestroy:
+			c.destroy = h.flag(headerDestroy, values)
+		case headerRotate:
+			c.rotate = h.flag(headerRotate, values)
+		}
+		delete(hdr, name)
+	}
+	return c
+}
+
+// flag reads a control header that accepts "1" or "true".
+func (h *Handler) flag(name string, values []string) bool {
+	for _, v := range values {
+		switch strings.TrimSpace(v) {
+		case "1", "true":
+		default:
+			h.logger.Error("ignored a malformed upstream session header; send 1 or true",
+				zap.String("header", name))
+			return false
+		}
+	}
+	return len(values) > 0
+}
+
+// writeBack applies the upstream's session changes (Destroy, then each Set
+// in order, then Rotate), records the session's use, sets the session
+// cookie as needed and marks the response as varying by cookie.
+func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now time.Time) {
+	c := h.takeControls(hdr)
+	h.dropSessionSetCookies(hdr)
+	ctx := context.WithoutCancel(r.Context()) // the client leaving must not half-apply a change
+
+	if s.storeErr != nil {
+		if c.destroy || c.rotate || len(c.sets) > 0 {
+			h.logger.Error("session store unavailable: the upstream's session change was dropped",
+				zap.String("store", h.storeName))
+		}
+	} else {
+		h.applyControls(ctx, s, c, now)
+		h.recordUse(ctx, s, now)
+		if err := h.writeCookies(hdr, s, h.isSecure(r), now); err != nil {
+			h.logger.Error("setting the session cookie", zap.Error(err))
+		}
+	}
+	if h.vary && (s.hadValue || hdr["Set-Cookie"] != nil) {
+		addVary(hdr)
+	}
+}
+
+// applyControls runs the upstream's changes in DESIGN order.
+func (h *Handler) applyControls(ctx context.Context, s *session, c controls, now time.Time) {
+	if c.destroy {
+		if err := h.destroy(ctx, s); err != nil {
+			h.logger.Error("session store failed to destroy a session",
+				zap.String("store", h.storeName), zap.String("operation", "delete"), zap.Error(err))
+			return
+		}
+	}
+	for _, set := range c.sets {
+		patch, err := ParsePatch([]byte(set))
+		if err != nil {
+			h.logger.Error("ignored a malformed X-Session-Set from the upstream", zap.Error(err))
+			continue
+		}
+		if err := h.merge(ctx, s, patch, now); err != nil {
+			h.logger.Error("ignored an X-Session-Set the session refused", zap.Error(err))
+			continue
+		}
+	}
+	if c.rotate {
+		if err := h.rotate(ctx, s, now); err != nil {
+			h.logger.Error("session store failed to rotate a session",
+				zap.String("store", h.storeName), zap.String("operation", "rotate"), zap.Error(err))
+		}
+	}
+}

@@ -1,0 +1,312 @@
+// Package redis is a storage.Store on Redis or Valkey: standalone, Sentinel
+// or Cluster, for several Caddy instances sharing sessions.
+//
+// Each session is one hash under KeyPrefix + its store key, with its values
+// and times in fields and a TTL at its expiry (see scripts.go). Every read is
+// one round trip (HGETALL); every write is one Lua script, also one round
+// trip, that checks, writes and sets the TTL atomically. Rotate in a Cluster
+// is the exception: two round trips, see Store.Rotate.
+//
+// The package is plain Go, with no Caddy import; the Caddy module wraps a
+// Config and New.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/caddy-session/caddy-session/storage"
+)
+
+// tombstoneTTL is how long a record that Rotate moved away stays behind as
+// a tombstone. It need only outlive go-redis's one retry of the same
+// command (a timeout plus a short backoff); Redis runs a queued retry right
+// after the first attempt even when it was stalled for longer.
+const tombstoneTTL = 5 * time.Second
+
+// Store keeps sessions in Redis. It is safe for concurrent use. Create it
+// with New and release it with Close.
+type Store struct {
+	client goredis.UniversalClient
+	prefix string
+
+	// split is true when a session's old and new keys may live on
+	// different Cluster nodes, so that Rotate cannot be one script.
+	split bool
+}
+
+// New returns a Store for cfg. It checks cfg but does not connect: the
+// first call does, so that a configuration can be validated (and Caddy
+// provisioned) while Redis is down.
+func New(cfg Config) (*Store, error) {
+	client, err := cfg.client()
+	if err != nil {
+		return nil, err
+	}
+	prefix := cfg.prefix()
+	return &Store{
+		client: client,
+		prefix: prefix,
+		split:  cfg.clusterMode() && !hasHashTag(prefix),
+	}, nil
+}
+
+// Close closes the connections to Redis. The Store is unusable afterwards.
+func (s *Store) Close() error {
+	return s.client.Close()
+}
+
+// Load returns the live session under key, or storage.ErrNotFound.
+func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
+	h, err := s.client.HGetAll(ctx, s.prefix+key).Result()
+	if err != nil {
+		return nil, unavailable("load", err)
+	}
+	// Redis drops the key at its expiry, but the clocks of Redis and of
+	// this host may differ: the record's own times decide.
+	rec, ok := decodeHash(h)
+	if !ok || !rec.Live(time.Now()) {
+		return nil, storage.ErrNotFound
+	}
+	return rec, nil
+}
+
+// Merge applies patch to the session under key in one atomic script, with
+// the checks and errors of storage.Apply, and returns the result.
+func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
+	// Bad names are refused before any round trip, as Apply would.
+	for name := range patch {
+		if !storage.ValidKey(name) {
+			return nil, &storage.KeyError{Key: name}
+		}
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if opts.Create && opts.Deadline.IsZero() {
+		return nil, errors.New("redis store: merge: MergeOptions.Deadline is required to create a session")
+	}
+	idle := ""
+	if opts.IdleTimeout > 0 {
+		idle = nanos(now.Add(opts.IdleTimeout))
+	}
+	create := "0"
+	if opts.Create {
+		create = "1"
+	}
+	maxKeys, maxSize := opts.Limits.MaxKeys, opts.Limits.MaxSize
+	if maxKeys <= 0 {
+		maxKeys = storage.DefaultMaxKeys
+	}
+	if maxSize <= 0 {
+		maxSize = storage.DefaultMaxSize
+	}
+	args := make([]any, 0, 6+2*len(patch))
+	args = append(args, create, nanos(now), nanos(opts.Deadline), idle,
+		strconv.Itoa(maxKeys), strconv.Itoa(maxSize))
+	for name, v := range patch {
+		if storage.IsNull(v) {
+			args = append(args, name, "")
+		} else {
+			args = append(args, name, []byte(v))
+		}
+	}
+
+	res, err := mergeScript.Run(ctx, s.client, []string{s.prefix + key}, args...).Slice()
+	if err != nil {
+		return nil, unavailable("merge", err)
+	}
+	if len(res) == 0 {
+		return nil, unavailable("merge", errors.New("empty reply"))
+	}
+	if status, _ := res[0].(string); status != "ok" {
+		err := refusal(res)
+		if !isRefusal(err) {
+			err = unavailable("merge", err)
+		}
+		return nil, err
+	}
+	rec, err := decodeMerge(res)
+	if err != nil {
+		return nil, unavailable("merge", err)
+	}
+	return rec, nil
+}
+
+// Touch moves the expiry of the live session under key to expires (never
+// past its deadline) without rewriting its values. A missing session stays
+// missing.
+func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error {
+	err := touchScript.Run(ctx, s.client, []string{s.prefix + key}, nanos(expires), nanos(time.Now())).Err()
+	if err != nil {
+		return unavailable("touch", err)
+	}
+	return nil
+}
+
+// Delete removes the session under key; a missing one is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := s.client.Del(ctx, s.prefix+key).Err(); err != nil {
+		return unavailable("delete", err)
+	}
+	return nil
+}
+
+// Rotate moves the live session under oldKey to newKey, or returns
+// storage.ErrNotFound.
+//
+// Standalone and Sentinel (and a Cluster whose KeyPrefix holds a hash tag)
+// do it in one script, atomically. In a Cluster the two keys hash to
+// different slots, usually on different nodes, and no script may touch
+// both, so Rotate takes two steps, ordered so that a failure between them
+// can only lose the session, never leave the old key usable: first the
+// old record is turned into a tombstone (invisible to Load, Merge and
+// Touch from that instant, so no in-flight request can revive it) and its
+// contents returned; then they are written under newKey with their TTL in
+// one script. If the second step fails, Rotate returns an error wrapping
+// storage.ErrUnavailable and the session is gone: its user signs in again,
+// which is the safe outcome for a rotation made at sign-in.
+//
+// The tombstone carries a nonce unique to the call and lives a few
+// seconds: if go-redis retries a step whose reply was lost after Redis ran
+// it, the retry recognises its own work instead of reporting ErrNotFound.
+func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
+	if oldKey == newKey {
+		return errors.New("redis store: rotate: the new key equals the old one; derive it from a fresh session ID")
+	}
+	nonce := rand.Text()
+	now := nanos(time.Now())
+	ttl := strconv.FormatInt(int64(tombstoneTTL), 10)
+	oldK, newK := s.prefix+oldKey, s.prefix+newKey
+
+	if !s.split {
+		status, err := rotateScript.Run(ctx, s.client, []string{oldK, newK}, now, nonce, ttl).Text()
+		switch {
+		case err != nil:
+			return unavailable("rotate", err)
+		case status == "notfound":
+			return storage.ErrNotFound
+		case status != "ok":
+			return unavailable("rotate", fmt.Errorf("unexpected reply %q", status))
+		}
+		return nil
+	}
+
+	res, err := takeScript.Run(ctx, s.client, []string{oldK}, now, nonce, ttl).Slice()
+	if err != nil {
+		return unavailable("rotate", err)
+	}
+	if len(res) == 0 {
+		return unavailable("rotate", errors.New("empty reply"))
+	}
+	if status, _ := res[0].(string); status == "notfound" {
+		return storage.ErrNotFound
+	}
+	fields := res[1:]
+	var expires any
+	for i := 0; i+1 < len(fields); i += 2 {
+		if fields[i] == fieldExpires {
+			expires = fields[i+1]
+		}
+	}
+	if expires == nil {
+		return unavailable("rotate", errors.New("the old record has no expiry"))
+	}
+	args := append([]any{expires}, fields...)
+	if err := putScript.Run(ctx, s.client, []string{newK}, args...).Err(); err != nil {
+		return unavailable("rotate: the session was removed from its old key but not written to the new one, so it is lost", err)
+	}
+	return nil
+}
+
+// Count returns how many records the store holds, by SCAN over every
+// master (never KEYS, which blocks Redis). It is approximate: SCAN may
+// count a key twice or miss one that changes during the scan, and a
+// record moved by Rotate in the last few seconds counts until its
+// tombstone expires.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	match := escapeGlob(s.prefix) + "*"
+	var n atomic.Int64
+	scan := func(ctx context.Context, c goredis.Cmdable) error {
+		iter := c.Scan(ctx, 0, match, 1000).Iterator()
+		for iter.Next(ctx) {
+			n.Add(1)
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := s.client.(*goredis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			return scan(ctx, c)
+		})
+	} else {
+		err = scan(ctx, s.client)
+	}
+	if err != nil {
+		return 0, unavailable("count", err)
+	}
+	return int(n.Load()), nil
+}
+
+// Ping checks that Redis answers, for health checks and a log line at
+// start-up; the store itself never needs it.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// unavailable wraps a failure to reach or use Redis so that callers can
+// test it with errors.Is(err, storage.ErrUnavailable) and apply their
+// outage policy; the cause stays inspectable too (context.Canceled, ...).
+func unavailable(op string, err error) error {
+	return fmt.Errorf("redis store: %s: %w (check that Redis is up and answers within the timeouts): %w",
+		op, storage.ErrUnavailable, err)
+}
+
+// isRefusal reports whether err is a verdict on the merge itself rather
+// than a failure of the store.
+func isRefusal(err error) bool {
+	var ke *storage.KeyError
+	var le *storage.LimitError
+	return errors.Is(err, storage.ErrNotFound) || errors.As(err, &ke) || errors.As(err, &le)
+}
+
+// hasHashTag reports whether every key under prefix hashes to one Cluster
+// slot: Redis hashes only the part between the first '{' and the next '}'
+// when that part is not empty.
+func hasHashTag(prefix string) bool {
+	_, after, ok := strings.Cut(prefix, "{")
+	if !ok {
+		return false
+	}
+	end := strings.IndexByte(after, '}')
+	return end > 0
+}
+
+// escapeGlob quotes the characters SCAN's MATCH pattern treats specially,
+// so that a prefix such as "app[1]:" matches only itself.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\', '^', '-':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+var _ storage.Store = (*Store)(nil)

@@ -1,0 +1,120 @@
+// Package storage defines where caddy-session keeps server-side sessions: the
+// Store interface that every store implements (memory, file, Redis, or your
+// own), and the merge rules they share.
+//
+// It is plain Go with no Caddy import, so a store can be written and tested
+// without a Caddy build. A store never sees a session ID: the handler gives it
+// an opaque key (a hash of the ID, see Key), so that a listing of the store
+// yields nothing a client could send back as a cookie.
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Store keeps sessions under opaque keys. Every method must be safe for
+// concurrent use, and every write must be atomic in the store: a concurrent
+// Merge of different keys into one session must keep both, and no call may
+// re-create a session that Delete or Rotate removed.
+//
+// Every record has a deadline: a store must never keep a record past its
+// Expires time, and must never return one from Load.
+type Store interface {
+	// Load returns the session stored under key. It returns ErrNotFound when
+	// there is none or it has expired.
+	Load(ctx context.Context, key string) (*Record, error)
+
+	// Merge applies patch to the session stored under key, atomically, and
+	// returns the resulting record. A nil value in patch deletes that name.
+	//
+	// When no live session exists under key, Merge creates one only if
+	// opts.Create is true (with Created = opts.Now and Deadline =
+	// opts.Deadline); otherwise it returns ErrNotFound. The record's new
+	// Expires is opts.Expires(record.Deadline). Use Apply to compute the
+	// merged values: it enforces opts.Limits and the key rules, and a
+	// rejected merge must leave the stored session unchanged.
+	Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts MergeOptions) (*Record, error)
+
+	// Touch moves the expiry of a live session to expires, without
+	// rewriting its values (a concurrent Merge must not be lost) and never
+	// past its Deadline. Touching a missing session is not an error and
+	// must not create one.
+	Touch(ctx context.Context, key string, expires time.Time) error
+
+	// Delete removes the session stored under key. Deleting a missing
+	// session is not an error.
+	Delete(ctx context.Context, key string) error
+
+	// Rotate moves the session stored under oldKey to newKey, atomically:
+	// once Rotate returns, oldKey holds nothing and no later write can
+	// revive it. It returns ErrNotFound when oldKey holds no live session.
+	Rotate(ctx context.Context, oldKey, newKey string) error
+}
+
+// Record is one stored session.
+type Record struct {
+	// Values maps each session key to its JSON value (compact JSON text).
+	Values map[string]json.RawMessage `json:"values"`
+
+	// Created is when the session was first written.
+	Created time.Time `json:"created"`
+
+	// Deadline is the session's absolute end (Created + max_age). No
+	// activity moves it.
+	Deadline time.Time `json:"deadline"`
+
+	// Expires is when the record stops being served: the idle expiry, never
+	// after Deadline. Without an idle timeout it equals Deadline.
+	Expires time.Time `json:"expires"`
+}
+
+// Live reports whether the record can still be served at now.
+func (r *Record) Live(now time.Time) bool {
+	return r != nil && now.Before(r.Expires) && now.Before(r.Deadline)
+}
+
+// MergeOptions says how a Merge creates and bounds a session.
+type MergeOptions struct {
+	// Create allows Merge to create the session when none is stored.
+	Create bool
+
+	// Now is the time of the write, used as Created for a new session and
+	// as the base of the idle expiry.
+	Now time.Time
+
+	// Deadline is the absolute deadline of a session that Merge creates.
+	Deadline time.Time
+
+	// IdleTimeout, when positive, sets Expires to Now + IdleTimeout (never
+	// past the record's Deadline); when zero, Expires is the Deadline.
+	IdleTimeout time.Duration
+
+	// Limits bound the merged session.
+	Limits Limits
+}
+
+// Expires returns the expiry a write at o.Now gives a record whose absolute
+// deadline is deadline.
+func (o MergeOptions) Expires(deadline time.Time) time.Time {
+	if o.IdleTimeout <= 0 {
+		return deadline
+	}
+	if e := o.Now.Add(o.IdleTimeout); e.Before(deadline) {
+		return e
+	}
+	return deadline
+}
+
+// Errors a Store returns. Wrap them with fmt.Errorf("...: %w", err) to add
+// context; callers test them with errors.Is.
+var (
+	// ErrNotFound: no live session under that key.
+	ErrNotFound = errors.New("session not found")
+
+	// ErrUnavailable: the store could not be reached or did not answer in
+	// time. The handler applies its on_store_error policy.
+	ErrUnavailable = errors.New("session store unavailable")
+)
