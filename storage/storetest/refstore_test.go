@@ -1,0 +1,201 @@
+package storetest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/caddy-session/caddy-session/storage"
+)
+
+// refStore is the simplest correct store: one map under one mutex. With a
+// bug set it breaks one rule on purpose, so the kit's own tests can show
+// that each subtest catches the bug it is there for.
+type refStore struct {
+	mu  sync.Mutex
+	m   map[string]*storage.Record
+	bug string
+}
+
+func newRefStore(bug string) *refStore {
+	return &refStore{m: make(map[string]*storage.Record), bug: bug}
+}
+
+func clone(r *storage.Record) *storage.Record {
+	c := *r
+	c.Values = maps.Clone(r.Values)
+	return &c
+}
+
+// live returns the record under key when a call may see it.
+func (s *refStore) live(key string) *storage.Record {
+	r := s.m[key]
+	if r == nil {
+		return nil
+	}
+	if !r.Live(time.Now()) && s.bug != "serve-expired" {
+		return nil
+	}
+	return r
+}
+
+func (s *refStore) Load(_ context.Context, key string) (*storage.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.live(key)
+	switch {
+	case r == nil && s.bug == "load-missing-nil":
+		return nil, nil
+	case r == nil:
+		return nil, storage.ErrNotFound
+	case s.bug == "shared-map":
+		c := *r
+		return &c, nil
+	}
+	return clone(r), nil
+}
+
+func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
+	for _, v := range patch {
+		if s.bug == "small-values" && len(v) > 32<<10 {
+			return nil, errors.New("value too large")
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.live(key)
+	if cur == nil && s.bug == "revive-expired" {
+		cur = s.m[key]
+	}
+	if (s.bug == "lost-update" || s.bug == "racy-create" && cur == nil) && opts.Create {
+		// Read, let the others run, write what was read plus the patch.
+		if cur != nil {
+			cur = clone(cur)
+		}
+		s.mu.Unlock()
+		runtime.Gosched()
+		time.Sleep(time.Microsecond)
+		s.mu.Lock()
+	}
+	if s.bug == "lost-update" && !opts.Create && cur != nil {
+		cur = clone(cur)
+		s.mu.Unlock()
+		runtime.Gosched()
+		time.Sleep(time.Microsecond)
+		s.mu.Lock()
+	}
+	if cur == nil && !opts.Create && s.bug != "always-create" {
+		return nil, storage.ErrNotFound
+	}
+	var current map[string]json.RawMessage
+	if cur != nil {
+		current = cur.Values
+	}
+	values, err := storage.Apply(current, patch, opts.Limits)
+	if err != nil {
+		if s.bug == "write-on-reject" && cur != nil {
+			cur.Expires = opts.Expires(cur.Deadline)
+		}
+		return nil, err
+	}
+	if s.bug == "replace-values" {
+		values = maps.Clone(patch)
+		maps.DeleteFunc(values, func(_ string, v json.RawMessage) bool { return storage.IsNull(v) })
+	}
+	r := &storage.Record{Values: values, Created: opts.Now, Deadline: opts.Deadline}
+	if cur != nil && s.bug != "reset-deadline" {
+		r.Created, r.Deadline = cur.Created, cur.Deadline
+	}
+	r.Expires = opts.Expires(r.Deadline)
+	switch {
+	case s.bug == "ignore-idle":
+		r.Expires = r.Deadline
+	case s.bug == "merge-no-renew" && cur != nil:
+		r.Expires = cur.Expires
+	}
+	s.m[key] = r
+	if s.bug == "tiny-capacity" && len(s.m) > 100 {
+		for k := range s.m {
+			if k != key {
+				delete(s.m, k)
+				break
+			}
+		}
+	}
+	if s.bug == "shared-map" {
+		c := *r
+		return &c, nil
+	}
+	return clone(r), nil
+}
+
+func (s *refStore) Touch(_ context.Context, key string, expires time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.live(key)
+	switch {
+	case s.bug == "touch-ignored":
+		return nil
+	case r == nil && s.bug == "touch-creates":
+		s.m[key] = &storage.Record{Values: map[string]json.RawMessage{}, Created: time.Now(), Deadline: expires, Expires: expires}
+		return nil
+	case r == nil:
+		return nil
+	case s.bug == "touch-rewrites":
+		// Read, let the others run, write back what was read.
+		c := clone(r)
+		s.mu.Unlock()
+		runtime.Gosched()
+		time.Sleep(time.Microsecond)
+		s.mu.Lock()
+		r = c
+		s.m[key] = r
+	}
+	r.Expires = expires
+	if r.Expires.After(r.Deadline) && s.bug != "touch-unclamped" {
+		r.Expires = r.Deadline
+	}
+	return nil
+}
+
+func (s *refStore) Delete(_ context.Context, key string) error {
+	if s.bug == "delete-noop" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+func (s *refStore) Rotate(_ context.Context, oldKey, newKey string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.live(oldKey)
+	if r == nil {
+		if s.bug == "rotate-missing-ok" {
+			return nil
+		}
+		return fmt.Errorf("rotate: %w", storage.ErrNotFound)
+	}
+	if s.bug == "rotate-racy" {
+		// Copy, let the others run, then move the copy.
+		r = clone(r)
+		s.mu.Unlock()
+		runtime.Gosched()
+		time.Sleep(10 * time.Microsecond)
+		s.mu.Lock()
+	}
+	s.m[newKey] = r
+	if s.bug != "rotate-copies" {
+		delete(s.m, oldKey)
+	}
+	return nil
+}
+
+var _ storage.Store = (*refStore)(nil)
