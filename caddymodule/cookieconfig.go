@@ -98,7 +98,7 @@ func (c *CookieConfig) options() (cookie.Options, error) {
 		return o, fmt.Errorf("cookie same_site %q: use lax, strict or none", c.SameSite)
 	}
 	if err := o.Validate(); err != nil {
-		return o, fmt.Errorf("cookie: %w", err)
+		return o, err
 	}
 	return o, nil
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -107,7 +106,6 @@ type Handler struct {
 	VaryCookie *bool `json:"vary_cookie,omitempty"`
 
 	opts        cookie.Options
-	codec       atomic.Pointer[cookie.Codec]
 	secrets     *secretSource
 	store       storage.Store // nil for the cookie store
 	maxChunks   int
@@ -237,11 +235,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
-		h.codec.Store(c)
+		h.secrets.codec.Store(c)
 	} else if c, err := h.secrets.load(ctx); err != nil {
 		return err
 	} else if c != nil {
-		h.codec.Store(c)
+		h.secrets.codec.Store(c)
 	}
 
 	if h.opts.SameSite == http.SameSiteNoneMode {

@@ -29,6 +29,7 @@ var generatedSecretLogged atomic.Bool
 // secretSource loads the generated secret from Caddy's storage, and creates
 // it on first use when it does not exist yet.
 type secretSource struct {
+	codec   atomic.Pointer[cookie.Codec] // configured or loaded; nil until then
 	storage certmagic.Storage
 	logger  *zap.Logger
 	mu      sync.Mutex

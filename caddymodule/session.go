@@ -61,15 +61,15 @@ type cookiePayload struct {
 
 // codecFor returns the codec, creating the generated secret on first use.
 func (h *Handler) codecFor(ctx context.Context) (*cookie.Codec, error) {
-	if c := h.codec.Load(); c != nil {
+	if c := h.secrets.codec.Load(); c != nil {
 		return c, nil
 	}
 	c, err := h.secrets.ensure(ctx)
 	if err != nil {
 		return nil, err
 	}
-	h.codec.CompareAndSwap(nil, c)
-	return h.codec.Load(), nil
+	h.secrets.codec.CompareAndSwap(nil, c)
+	return h.secrets.codec.Load(), nil
 }
 
 // deadlineFor is the absolute end of a session created at created.
