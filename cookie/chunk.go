@@ -15,6 +15,18 @@ var ErrTooLarge = errors.New("cookie value too large")
 // every line is strictly shorter.
 const MaxLine = 4096
 
+// MaxChunksLimit is the most chunks Chunks writes and Read joins; a larger
+// maxChunks counts as this. 64 chunks are 256 KiB of cookies, far beyond
+// what browsers keep (about 4 KiB a cookie) or servers accept in a request,
+// so the clamp only keeps a misconfiguration from costing memory on every
+// request.
+const MaxChunksLimit = 64
+
+// clampChunks maps maxChunks into 1..MaxChunksLimit.
+func clampChunks(maxChunks int) int {
+	return min(max(maxChunks, 1), MaxChunksLimit)
+}
+
 // epoch is the Expires of a deletion: any past date works, and this one
 // reads as "deleted" to whoever looks at the header.
 var epoch = time.Unix(0, 0).UTC()
@@ -28,13 +40,11 @@ var epoch = time.Unix(0, 0).UTC()
 // Max-Age is whole seconds, rounded up and at least 1. When o.Expires comes
 // first, Max-Age is cut to it as well: browsers obey Max-Age over Expires.
 // Secure is set when secure is true or when o requires it (see IsSecure).
-// A maxChunks below 1 means 1. value must consist of cookie-octets
-// (RFC 6265), which Encode's output does; other bytes are an error rather
-// than something net/http would silently drop.
+// maxChunks is clamped to 1..MaxChunksLimit. value must consist of
+// cookie-octets (RFC 6265), which Encode's output does; other bytes are an
+// error rather than something net/http would silently drop.
 func (o Options) Chunks(value string, maxAge time.Duration, secure bool, maxChunks int) ([]*http.Cookie, error) {
-	if maxChunks < 1 {
-		maxChunks = 1
-	}
+	maxChunks = clampChunks(maxChunks)
 	for i := 0; i < len(value); i++ {
 		if !isCookieOctet(value[i]) {
 			return nil, fmt.Errorf("byte %d of the cookie value is %#02x, which a cookie cannot carry", i, value[i])

@@ -63,6 +63,9 @@ func NewCodec(secrets [][]byte) (*Codec, error) {
 			}
 		}
 	}
+	// HKDF without a salt (RFC 5869 section 3.1): the secrets are long and
+	// random, and the keys must depend on the secret alone so that every
+	// instance and restart derives the same ones (S7).
 	c := &Codec{codecs: make([]*securecookie.SecureCookie, len(secrets))}
 	for i, s := range secrets {
 		hashKey, err := hkdf.Key(sha256.New, s, nil, infoHashKey, hashKeyLen)

@@ -20,15 +20,14 @@ const extraIndexes = 8
 // twice, the first wins, as in net/http. A chunk of MaxLine bytes or more
 // cannot come from Chunks, so such a value reads as "" (no session), which
 // also bounds what reaches Decode. Only chunk names as ChunkName spells them
-// count ("Name.01" does not). A maxChunks below 1 means 1.
+// count ("Name.01" does not). maxChunks is clamped to
+// 1..MaxChunksLimit.
 func (o Options) Read(h http.Header, maxChunks int) (value string, present []int) {
 	lines := h["Cookie"]
 	if len(lines) == 0 {
 		return "", nil
 	}
-	if maxChunks < 1 {
-		maxChunks = 1
-	}
+	maxChunks = clampChunks(maxChunks)
 	name := o.name()
 	limit := maxChunks + extraIndexes
 
@@ -183,26 +182,44 @@ func hasSessionCookie(line, name string) bool {
 	return false
 }
 
-// stripLine returns line without the session cookie and its chunks.
+// stripLine returns line without the session cookie and its chunks. It
+// sizes the result first: the session's chunks are most of a long line,
+// and the rest is often short.
 func stripLine(line, name string) string {
+	size := -len("; ")
+	for rest := line; len(rest) > 0; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ";")
+		if part = keptPart(part, name); part != "" {
+			size += len("; ") + len(part)
+		}
+	}
+	if size <= 0 {
+		return ""
+	}
 	var b strings.Builder
-	b.Grow(len(line))
+	b.Grow(size)
 	for len(line) > 0 {
 		var part string
 		part, line, _ = strings.Cut(line, ";")
-		part = trimSpace(part)
-		if part == "" {
-			continue
+		if part = keptPart(part, name); part != "" {
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
 		}
-		if n, _ := splitPair(part); isSessionCookie(n, name) {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(part)
 	}
 	return b.String()
+}
+
+// keptPart returns a cookie-pair as forwarded upstream: trimmed, or ""
+// when it is empty or the session's.
+func keptPart(part, name string) string {
+	part = trimSpace(part)
+	if n, _ := splitPair(part); isSessionCookie(n, name) {
+		return ""
+	}
+	return part
 }
 
 // chunkIndex returns the chunk index that cookie name n stands for (0 for
