@@ -229,17 +229,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		secrets[i] = []byte(v)
 	}
-	h.secrets = &secretSource{storage: ctx.Storage(), logger: h.logger}
+	h.secrets = &secretSource{logger: h.logger}
 	if len(secrets) > 0 {
 		c, err := cookie.NewCodec(secrets)
 		if err != nil {
 			return err
 		}
 		h.secrets.codec.Store(c)
-	} else if c, err := h.secrets.load(ctx); err != nil {
-		return err
-	} else if c != nil {
-		h.secrets.codec.Store(c)
+	} else {
+		h.secrets.storage = ctx.Storage()
+		c, err := h.secrets.load(ctx)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			h.secrets.codec.Store(c)
+		}
 	}
 
 	if h.opts.SameSite == http.SameSiteNoneMode {

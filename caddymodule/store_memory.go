@@ -1,0 +1,157 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-session/caddy-session/storage"
+	"github.com/caddy-session/caddy-session/storage/memory"
+)
+
+func init() {
+	caddy.RegisterModule(MemoryStore{})
+}
+
+// memoryPools holds the memory stores by identity (name and bound), so a
+// config reload finds the same sessions, and a store lives as long as one
+// config uses it.
+var memoryPools = caddy.NewUsagePool()
+
+// MemoryStore keeps sessions in Caddy's process: fast, bounded (least
+// recently used sessions go first), kept across config reloads, lost on
+// restart, and private to one Caddy instance (use Redis to share sessions
+// between instances). Handlers that name the same pool share its sessions.
+type MemoryStore struct {
+	// The pool's name: handlers naming the same pool (with the same
+	// max_sessions) share sessions. Default: "default".
+	Name string `json:"name,omitempty"`
+
+	// The most sessions the pool holds; past it, the least recently used
+	// go. Default: 100000.
+	MaxSessions int `json:"max_sessions,omitempty"`
+
+	store   *memory.Store
+	poolKey string
+}
+
+// CaddyModule returns the Caddy module information.
+func (MemoryStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.session.stores.memory",
+		New: func() caddy.Module { return new(MemoryStore) },
+	}
+}
+
+// Provision finds or creates the pool.
+func (m *MemoryStore) Provision(caddy.Context) error {
+	if m.Name == "" {
+		m.Name = "default"
+	}
+	if m.MaxSessions == 0 {
+		m.MaxSessions = memory.DefaultMaxSessions
+	}
+	if m.MaxSessions < 0 {
+		return fmt.Errorf("memory store max_sessions %d: must be positive", m.MaxSessions)
+	}
+	m.poolKey = m.Name + "\x00" + strconv.Itoa(m.MaxSessions)
+	v, _, err := memoryPools.LoadOrNew(m.poolKey, func() (caddy.Destructor, error) {
+		return memoryPool{memory.New(memory.Options{MaxSessions: m.MaxSessions})}, nil
+	})
+	if err != nil {
+		return err
+	}
+	m.store = v.(memoryPool).Store
+	return nil
+}
+
+// Cleanup releases this config's hold on the pool; the last one closes it.
+func (m *MemoryStore) Cleanup() error {
+	if m.poolKey == "" {
+		return nil
+	}
+	_, err := memoryPools.Delete(m.poolKey)
+	return err
+}
+
+// UnmarshalCaddyfile sets up the store from Caddyfile tokens. Syntax:
+//
+//	store memory {
+//		name         <pool>
+//		max_sessions <n>
+//	}
+func (m *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // store name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("duplicate subdirective %q of store memory", sub)
+		}
+		seen[sub] = true
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch sub {
+		case "name":
+			m.Name = v
+		case "max_sessions":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("max_sessions %q: want a whole number of at least 1", v)
+			}
+			m.MaxSessions = n
+		default:
+			return d.Errf("unknown subdirective %q of store memory; known: name, max_sessions", sub)
+		}
+	}
+	return nil
+}
+
+// Load implements storage.Store.
+func (m *MemoryStore) Load(ctx context.Context, key string) (*storage.Record, error) {
+	return m.store.Load(ctx, key)
+}
+
+// Merge implements storage.Store.
+func (m *MemoryStore) Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
+	return m.store.Merge(ctx, key, patch, opts)
+}
+
+// Touch implements storage.Store.
+func (m *MemoryStore) Touch(ctx context.Context, key string, expires time.Time) error {
+	return m.store.Touch(ctx, key, expires)
+}
+
+// Delete implements storage.Store.
+func (m *MemoryStore) Delete(ctx context.Context, key string) error {
+	return m.store.Delete(ctx, key)
+}
+
+// Rotate implements storage.Store.
+func (m *MemoryStore) Rotate(ctx context.Context, oldKey, newKey string) error {
+	return m.store.Rotate(ctx, oldKey, newKey)
+}
+
+// memoryPool lets the usage pool close a store when no config uses it.
+type memoryPool struct{ *memory.Store }
+
+// Destruct stops the pool's sweeper.
+func (p memoryPool) Destruct() error { return p.Close() }
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*MemoryStore)(nil)
+	_ caddy.CleanerUpper    = (*MemoryStore)(nil)
+	_ caddyfile.Unmarshaler = (*MemoryStore)(nil)
+	_ storage.Store         = (*MemoryStore)(nil)
+)
