@@ -1,0 +1,379 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-session/caddy-session/storage"
+	"github.com/caddy-session/caddy-session/storage/redis"
+)
+
+func init() {
+	caddy.RegisterModule(RedisStore{})
+}
+
+// redisClients holds one Redis client per distinct configuration, shared by
+// the configs that use it and kept across reloads; the last user closes it.
+var redisClients = caddy.NewUsagePool()
+
+// RedisStore keeps sessions in Redis or Valkey (standalone, Sentinel or
+// Cluster), so several Caddy instances share them. Every string field
+// accepts placeholders such as {env.REDIS_PASSWORD}. Provisioning never
+// connects: `caddy validate` passes with Redis down, and requests follow
+// on_store_error until Redis answers.
+type RedisStore struct {
+	// A standalone server: redis://[user:password@]host:port/db, or
+	// rediss://... for TLS. Use this or Addresses.
+	URL string `json:"url,omitempty"`
+
+	// host:port of one standalone server, of the seed nodes of a Cluster
+	// (two or more), or of the Sentinels (with SentinelMaster).
+	Addresses []string `json:"addresses,omitempty"`
+
+	// Treats a single address as a Cluster's configuration endpoint.
+	Cluster bool `json:"cluster,omitempty"`
+
+	// The master name the Sentinels at Addresses monitor.
+	SentinelMaster string `json:"sentinel_master,omitempty"`
+
+	// Credentials of the Sentinels themselves, when they need them.
+	SentinelUsername string `json:"sentinel_username,omitempty"`
+	SentinelPassword string `json:"sentinel_password,omitempty"`
+
+	// Credentials (ACL user and password, or only the password).
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+
+	// Database number (standalone and Sentinel). Default: 0.
+	DB int `json:"db,omitempty"`
+
+	// TLS to Redis: CA, client certificate and server name.
+	TLS *RedisTLS `json:"tls,omitempty"`
+
+	// Prefix of every key. Default: caddy-session:.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+
+	// Bounds on connecting and on each command; a stalled Redis costs a
+	// request about twice the read timeout (one retry). Defaults: 250ms,
+	// 200ms, 200ms.
+	DialTimeout  caddy.Duration `json:"dial_timeout,omitempty"`
+	ReadTimeout  caddy.Duration `json:"read_timeout,omitempty"`
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// Connections per server. Default: go-redis's (10 per CPU).
+	PoolSize int `json:"pool_size,omitempty"`
+
+	store   *redis.Store
+	poolKey string
+}
+
+// RedisTLS configures TLS to Redis.
+type RedisTLS struct {
+	// PEM file of the CAs that sign the server's certificate. Default: the
+	// system's roots.
+	CA string `json:"ca,omitempty"`
+
+	// PEM files of a client certificate and its key, for mutual TLS.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+
+	// The name to verify the server's certificate against. Default: the
+	// host of the address.
+	ServerName string `json:"server_name,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (RedisStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.session.stores.redis",
+		New: func() caddy.Module { return new(RedisStore) },
+	}
+}
+
+// Provision resolves placeholders and finds or creates the client for this
+// configuration. It does not connect.
+func (s *RedisStore) Provision(caddy.Context) error {
+	repl := caddy.NewReplacer()
+	r := func(v string) string { return repl.ReplaceAll(v, "") }
+	cfg := redis.Config{
+		URL:              r(s.URL),
+		Cluster:          s.Cluster,
+		SentinelMaster:   r(s.SentinelMaster),
+		SentinelUsername: r(s.SentinelUsername),
+		SentinelPassword: r(s.SentinelPassword),
+		Username:         r(s.Username),
+		Password:         r(s.Password),
+		DB:               s.DB,
+		KeyPrefix:        r(s.KeyPrefix),
+		DialTimeout:      time.Duration(s.DialTimeout),
+		ReadTimeout:      time.Duration(s.ReadTimeout),
+		WriteTimeout:     time.Duration(s.WriteTimeout),
+		PoolSize:         s.PoolSize,
+	}
+	for _, a := range s.Addresses {
+		cfg.Addresses = append(cfg.Addresses, r(a))
+	}
+	var tlsIdentity []string
+	if s.TLS != nil {
+		t := RedisTLS{CA: r(s.TLS.CA), Cert: r(s.TLS.Cert), Key: r(s.TLS.Key), ServerName: r(s.TLS.ServerName)}
+		tc, err := t.config()
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tc
+		tlsIdentity = []string{t.CA, t.Cert, t.Key, t.ServerName}
+	}
+
+	// The pool key is a hash of the resolved configuration: the same
+	// config shares one client across reloads; the password never sits in
+	// memory as a map key.
+	id, _ := json.Marshal([]any{cfg.URL, cfg.Addresses, cfg.Cluster, cfg.SentinelMaster, cfg.SentinelUsername,
+		cfg.SentinelPassword, cfg.Username, cfg.Password, cfg.DB, cfg.KeyPrefix, cfg.DialTimeout, cfg.ReadTimeout,
+		cfg.WriteTimeout, cfg.PoolSize, tlsIdentity})
+	sum := sha256.Sum256(id)
+	s.poolKey = hex.EncodeToString(sum[:])
+	v, _, err := redisClients.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
+		st, err := redis.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return redisClient{st}, nil
+	})
+	if err != nil {
+		s.poolKey = ""
+		return err
+	}
+	s.store = v.(redisClient).Store
+	return nil
+}
+
+// config builds the TLS configuration.
+func (t RedisTLS) config() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis tls ca %s: no PEM certificate in it", t.CA)
+		}
+		tc.RootCAs = pool
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		return nil, fmt.Errorf("redis tls: give both cert and key for a client certificate, or neither")
+	}
+	if t.Cert != "" {
+		pair, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("redis tls client certificate: %v", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
+
+// Cleanup releases this config's hold on the client; the last one closes
+// it.
+func (s *RedisStore) Cleanup() error {
+	if s.poolKey == "" {
+		return nil
+	}
+	_, err := redisClients.Delete(s.poolKey)
+	return err
+}
+
+// UnmarshalCaddyfile sets up the store from Caddyfile tokens. Syntax:
+//
+//	store redis <url>
+//
+//	store redis [<url>] {
+//		url               <url>
+//		addresses         <host:port...>
+//		cluster
+//		sentinel_master   <name>
+//		sentinel_username <user>
+//		sentinel_password <password>
+//		username          <user>
+//		password          <password>
+//		db                <n>
+//		tls {
+//			ca          <pem file>
+//			cert        <pem file>
+//			key         <pem file>
+//			server_name <name>
+//		}
+//		key_prefix    <prefix>
+//		dial_timeout  <duration>
+//		read_timeout  <duration>
+//		write_timeout <duration>
+//		pool_size     <n>
+//	}
+func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // store name
+	if d.NextArg() {
+		s.URL = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("duplicate subdirective %q of store redis", sub)
+		}
+		seen[sub] = true
+		var err error
+		switch sub {
+		case "url":
+			if s.URL != "" {
+				return d.Err("redis url given twice")
+			}
+			s.URL, err = oneArg(d)
+		case "addresses":
+			s.Addresses, err = allArgs(d, 1)
+		case "cluster":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s.Cluster = true
+		case "sentinel_master":
+			s.SentinelMaster, err = oneArg(d)
+		case "sentinel_username":
+			s.SentinelUsername, err = oneArg(d)
+		case "sentinel_password":
+			s.SentinelPassword, err = oneArg(d)
+		case "username":
+			s.Username, err = oneArg(d)
+		case "password":
+			s.Password, err = oneArg(d)
+		case "db":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				if s.DB, err = strconv.Atoi(v); err != nil || s.DB < 0 {
+					err = d.Errf("db %q: want a database number, 0 or more", v)
+				}
+			}
+		case "tls":
+			s.TLS, err = parseRedisTLS(d)
+		case "key_prefix":
+			s.KeyPrefix, err = oneArg(d)
+		case "dial_timeout", "read_timeout", "write_timeout":
+			var v string
+			var dur caddy.Duration
+			if v, err = oneArg(d); err == nil {
+				if dur, err = parseDuration(d, sub, v); err == nil {
+					switch sub {
+					case "dial_timeout":
+						s.DialTimeout = dur
+					case "read_timeout":
+						s.ReadTimeout = dur
+					default:
+						s.WriteTimeout = dur
+					}
+				}
+			}
+		case "pool_size":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				if s.PoolSize, err = strconv.Atoi(v); err != nil || s.PoolSize < 1 {
+					err = d.Errf("pool_size %q: want a whole number of at least 1", v)
+				}
+			}
+		default:
+			return d.Errf("unknown subdirective %q of store redis; see the README", sub)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if s.URL == "" && len(s.Addresses) == 0 {
+		return d.Err("store redis needs a URL (redis://host:6379/0) or addresses")
+	}
+	return nil
+}
+
+// parseRedisTLS reads the tls block of store redis.
+func parseRedisTLS(d *caddyfile.Dispenser) (*RedisTLS, error) {
+	t := new(RedisTLS)
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] {
+			return nil, d.Errf("duplicate tls subdirective %q", sub)
+		}
+		seen[sub] = true
+		v, err := oneArg(d)
+		if err != nil {
+			return nil, err
+		}
+		switch sub {
+		case "ca":
+			t.CA = v
+		case "cert":
+			t.Cert = v
+		case "key":
+			t.Key = v
+		case "server_name":
+			t.ServerName = v
+		default:
+			return nil, d.Errf("unknown tls subdirective %q; known: ca, cert, key, server_name", sub)
+		}
+	}
+	return t, nil
+}
+
+// Load implements storage.Store.
+func (s *RedisStore) Load(ctx context.Context, key string) (*storage.Record, error) {
+	return s.store.Load(ctx, key)
+}
+
+// Merge implements storage.Store.
+func (s *RedisStore) Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
+	return s.store.Merge(ctx, key, patch, opts)
+}
+
+// Touch implements storage.Store.
+func (s *RedisStore) Touch(ctx context.Context, key string, expires time.Time) error {
+	return s.store.Touch(ctx, key, expires)
+}
+
+// Delete implements storage.Store.
+func (s *RedisStore) Delete(ctx context.Context, key string) error {
+	return s.store.Delete(ctx, key)
+}
+
+// Rotate implements storage.Store.
+func (s *RedisStore) Rotate(ctx context.Context, oldKey, newKey string) error {
+	return s.store.Rotate(ctx, oldKey, newKey)
+}
+
+// redisClient lets the usage pool close a client when no config uses it.
+type redisClient struct{ *redis.Store }
+
+// Destruct closes the client's connections.
+func (c redisClient) Destruct() error { return c.Close() }
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*RedisStore)(nil)
+	_ caddy.CleanerUpper    = (*RedisStore)(nil)
+	_ caddyfile.Unmarshaler = (*RedisStore)(nil)
+	_ storage.Store         = (*RedisStore)(nil)
+)
