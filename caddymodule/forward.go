@@ -8,8 +8,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
-
-	"github.com/caddy-session/caddy-session/storage"
 )
 
 // maxForwardedHeader bounds one forwarded header, name and value: upstreams
@@ -19,19 +17,21 @@ const maxForwardedHeader = 8 << 10
 // forward sets the session's X-Session-* request headers. The client's own
 // were removed before; a key that is absent or filtered out sends nothing.
 func (h *Handler) forward(r *http.Request, s *session) {
-	for k, v := range s.values {
-		if h.forwardKeys != nil && !h.forwardKeys[k] {
-			continue
-		}
-		name := storage.HeaderName(k)
-		val := HeaderValue(v)
-		if len(name)+len(val) > maxForwardedHeader {
-			h.logger.Warn("session value too large to forward as a header; not forwarded",
-				zap.String("key", k), zap.Int("bytes", len(val)), zap.String("session", s.ref(h)))
-			continue
-		}
-		r.Header[http.CanonicalHeaderKey(name)] = []string{val}
+	if s.headers == nil {
+		s.headers = h.forwardedHeaders(s.values, func(k string, n int) { h.warnOversize(s, k, n) })
 	}
+	backing := make([]string, len(s.headers))
+	for i, p := range s.headers {
+		backing[i] = p.value
+		r.Header[p.name] = backing[i : i+1 : i+1]
+	}
+}
+
+// warnOversize logs a value too large to forward (its key and size, never
+// the value).
+func (h *Handler) warnOversize(s *session, key string, n int) {
+	h.logger.Warn("session value too large to forward as a header; not forwarded",
+		zap.String("key", key), zap.Int("bytes", n), zap.String("session", s.ref(h)))
 }
 
 // setPlaceholders exposes the session to later handlers as

@@ -118,6 +118,8 @@ type Handler struct {
 	logger      *zap.Logger
 	storeName   string
 	apiBase     string // the API path's last segment
+	cache       *cookieCache
+	names       *headerNames
 }
 
 // CaddyModule returns the Caddy module information.
@@ -154,6 +156,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.MaxKeys = storage.DefaultMaxKeys
 	}
 	h.apiBase = path.Base(h.APIPath)
+	h.cache = newCookieCache()
+	h.names = new(headerNames)
 	h.vary = h.VaryCookie == nil || *h.VaryCookie
 
 	opts, err := h.Cookie.options()
@@ -288,11 +292,6 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
-// Cleanup releases the handler's store.
-func (h *Handler) Cleanup() error {
-	return nil
-}
-
 // limits are the bounds of a merged session.
 func (h *Handler) limits() storage.Limits {
 	max := int(h.MaxSize)
@@ -308,6 +307,5 @@ func (h *Handler) limits() storage.Limits {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
-	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

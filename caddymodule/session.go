@@ -18,7 +18,9 @@ import (
 // must do to the cookie.
 type session struct {
 	id       string                     // "" when there is no session
+	key      string                     // store key of id (server stores)
 	values   map[string]json.RawMessage // never modified in place
+	headers  []headerPair               // forwarded headers; nil: compute from values
 	created  time.Time
 	deadline time.Time
 	seen     time.Time // last recorded use (idle timeout)
@@ -107,13 +109,16 @@ func (h *Handler) load(r *http.Request, now time.Time) *session {
 	}
 	s.codec = codec
 
-	if h.store == nil {
-		var p cookiePayload
-		stale, err := codec.Decode(h.opts.Name, value, &p)
-		if err != nil || !cookie.ValidID(p.ID) {
-			h.logger.Debug("session cookie ignored: it does not verify", zap.Error(err))
+	v := h.cache.get(value)
+	if v == nil {
+		if v = h.verify(codec, value); v == nil {
 			return s
 		}
+		h.cache.put(value, v)
+	}
+
+	if h.store == nil {
+		p := &v.payload
 		created := time.UnixMilli(p.Created)
 		deadline := time.UnixMilli(p.Deadline)
 		if d := h.deadlineFor(created); d.Before(deadline) {
@@ -124,22 +129,15 @@ func (h *Handler) load(r *http.Request, now time.Time) *session {
 			h.logger.Debug("session cookie ignored: the session has expired")
 			return s
 		}
-		s.id, s.values, s.created, s.deadline, s.seen, s.stale = p.ID, p.Values, created, deadline, seen, stale
-		if s.values == nil {
-			s.values = map[string]json.RawMessage{}
-		}
+		s.id, s.values, s.created, s.deadline, s.seen, s.stale = p.ID, p.Values, created, deadline, seen, v.stale
+		s.headers = v.headers
 		s.touch = h.touchDue(seen, now)
-		s.issue = stale || s.touch
+		s.issue = v.stale || s.touch
 		return s
 	}
 
-	var id string
-	stale, err := codec.Decode(h.opts.Name, value, &id)
-	if err != nil || !cookie.ValidID(id) {
-		h.logger.Debug("session cookie ignored: it does not verify", zap.Error(err))
-		return s
-	}
-	rec, err := h.store.Load(r.Context(), storage.Key(id))
+	id := v.id
+	rec, err := h.store.Load(r.Context(), v.storeKey)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		// Never adopt an ID the store does not hold.
@@ -153,7 +151,7 @@ func (h *Handler) load(r *http.Request, now time.Time) *session {
 	case !rec.Live(now):
 		return s
 	}
-	s.id, s.values, s.created, s.deadline, s.stale = id, rec.Values, rec.Created, rec.Deadline, stale
+	s.id, s.key, s.values, s.created, s.deadline, s.stale = id, v.storeKey, rec.Values, rec.Created, rec.Deadline, v.stale
 	if d := h.deadlineFor(rec.Created); d.Before(s.deadline) {
 		s.deadline = d
 	}
@@ -166,8 +164,41 @@ func (h *Handler) load(r *http.Request, now time.Time) *session {
 		s.seen = rec.Expires.Add(-time.Duration(h.IdleTimeout))
 		s.touch = h.touchDue(s.seen, now)
 	}
-	s.issue = stale
+	s.issue = v.stale
 	return s
+}
+
+// verify decodes a cookie value, or returns nil (logged at debug) when it
+// does not verify.
+func (h *Handler) verify(codec *cookie.Codec, value string) *verifiedCookie {
+	v := new(verifiedCookie)
+	var err error
+	if h.store == nil {
+		v.stale, err = codec.Decode(h.opts.Name, value, &v.payload)
+		if err == nil && !cookie.ValidID(v.payload.ID) {
+			err = errors.New("no valid session ID inside")
+		}
+		if err == nil {
+			if v.payload.Values == nil {
+				v.payload.Values = map[string]json.RawMessage{}
+			}
+			v.headers = h.forwardedHeaders(v.payload.Values, func(k string, n int) {
+				h.logger.Warn("session value too large to forward as a header; not forwarded",
+					zap.String("key", k), zap.Int("bytes", n), zap.String("session", codec.Ref(v.payload.ID)))
+			})
+		}
+	} else {
+		v.stale, err = codec.Decode(h.opts.Name, value, &v.id)
+		if err == nil && !cookie.ValidID(v.id) {
+			err = errors.New("no valid session ID inside")
+		}
+		v.storeKey = storage.Key(v.id)
+	}
+	if err != nil {
+		h.logger.Debug("session cookie ignored: it does not verify", zap.Error(err))
+		return nil
+	}
+	return v
 }
 
 // chunkLimit is how many cookies the session cookie may span.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -166,7 +167,7 @@ func (c *Config) client() (goredis.UniversalClient, error) {
 		return goredis.NewClient(opts), nil
 	}
 	u := &goredis.UniversalOptions{
-		Addrs:            c.Addresses,
+		Addrs:            slices.Clone(c.Addresses), // go-redis keeps it
 		IsClusterMode:    c.Cluster,
 		MasterName:       c.SentinelMaster,
 		SentinelUsername: c.SentinelUsername,

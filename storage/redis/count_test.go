@@ -1,0 +1,41 @@
+package redis
+
+import (
+	"testing"
+	"time"
+
+	"github.com/caddy-session/caddy-session/storage"
+)
+
+// Count lists with SCAN, on every master of a Cluster, and only under its
+// own prefix, even one holding glob characters.
+func TestCount(t *testing.T) {
+	t.Parallel() // mostly waiting on servers
+	for name, topo := range map[string]func(t *testing.T) ([]string, *server){
+		"standalone": func(t *testing.T) ([]string, *server) { s := standalone(t); return []string{s.Addr()}, s },
+		"cluster":    func(t *testing.T) ([]string, *server) { n := cluster(t); return addrs(n), nil },
+	} {
+		t.Run(name, func(t *testing.T) {
+			addresses, single := topo(t)
+			s := newStore(t, Config{Addresses: addresses, KeyPrefix: "app[1]*:"})
+			neighbour := newStore(t, Config{Addresses: addresses, KeyPrefix: "app1x:"})
+			if n, err := s.Count(t.Context()); err != nil || n != 0 {
+				t.Fatalf("Count of an empty store = %d, %v", n, err)
+			}
+			const sessions = 150
+			for i := range sessions {
+				create(t, s, storage.Key(string(rune(i))), time.Minute)
+				create(t, neighbour, storage.Key(string(rune(i))), time.Minute)
+			}
+			if single != nil {
+				// Something else's data in the same database.
+				if err := single.Client().Set(t.Context(), "app1*:x", "1", time.Minute).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n, err := s.Count(t.Context()); err != nil || n != sessions {
+				t.Fatalf("Count = %d, %v; want %d", n, err, sessions)
+			}
+		})
+	}
+}
