@@ -14,6 +14,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/caddy-session/caddy-session/storage"
 	"github.com/caddy-session/caddy-session/storage/redis"
@@ -103,7 +105,11 @@ func (RedisStore) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves placeholders and finds or creates the client for this
 // configuration. It does not connect.
-func (s *RedisStore) Provision(caddy.Context) error {
+func (s *RedisStore) Provision(ctx caddy.Context) error {
+	// go-redis logs through a global logger to stderr, a line per failed
+	// dial: route it to Caddy's log at debug (the handler logs store
+	// errors itself, at error level, once per failed request).
+	goredis.SetLogger(redisLogger{ctx.Logger()})
 	repl := caddy.NewReplacer()
 	r := func(v string) string { return repl.ReplaceAll(v, "") }
 	cfg := redis.Config{
@@ -362,6 +368,16 @@ func (s *RedisStore) Delete(ctx context.Context, key string) error {
 // Rotate implements storage.Store.
 func (s *RedisStore) Rotate(ctx context.Context, oldKey, newKey string) error {
 	return s.store.Rotate(ctx, oldKey, newKey)
+}
+
+// redisLogger sends go-redis's own messages to Caddy's log at debug.
+type redisLogger struct{ l *zap.Logger }
+
+// Printf implements go-redis's logging interface.
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if ce := r.l.Check(zap.DebugLevel, "go-redis"); ce != nil {
+		ce.Write(zap.String("message", fmt.Sprintf(format, v...)))
+	}
 }
 
 // redisClient lets the usage pool close a client when no config uses it.
