@@ -126,23 +126,39 @@ func (n *headerNames) get(key string) string {
 
 // forwardedHeaders returns the headers that carry values upstream: keys
 // filtered out by forward are left out, and so are values too large for a
-// header (reported through oversize).
+// header (reported through oversize). All values share one string, so the
+// whole set costs two allocations.
 func (h *Handler) forwardedHeaders(values map[string]json.RawMessage, oversize func(key string, n int)) []headerPair {
 	if len(values) == 0 {
 		return nil
 	}
 	out := make([]headerPair, 0, len(values))
+	size := 0
+	for _, v := range values {
+		size += len(v) + 16 // room for a few escapes
+	}
+	buf := make([]byte, 0, size)
+	ends := make([]int, 0, len(values))
 	for k, v := range values {
 		if h.forwardKeys != nil && !h.forwardKeys[k] {
 			continue
 		}
 		name := h.names.get(k)
-		val := HeaderValue(v)
-		if len(name)+len(val) > maxForwardedHeader {
-			oversize(k, len(val))
+		start := len(buf)
+		buf = appendHeaderValue(buf, v)
+		if len(name)+len(buf)-start > maxForwardedHeader {
+			oversize(k, len(buf)-start)
+			buf = buf[:start]
 			continue
 		}
-		out = append(out, headerPair{name: name, value: val})
+		out = append(out, headerPair{name: name})
+		ends = append(ends, len(buf))
+	}
+	all := string(buf)
+	start := 0
+	for i := range out {
+		out[i].value = all[start:ends[i]]
+		start = ends[i]
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -60,20 +61,29 @@ func (h *Handler) setPlaceholders(repl *caddy.Replacer, s *session) {
 // text with every byte outside printable ASCII escaped as \uXXXX, so a
 // header never breaks, never splits and never carries a control byte.
 func HeaderValue(v json.RawMessage) string {
-	if len(v) >= 2 && v[0] == '"' {
+	return string(appendHeaderValue(nil, v))
+}
+
+// appendHeaderValue appends HeaderValue(v) to buf.
+func appendHeaderValue(buf []byte, v json.RawMessage) []byte {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		inner := v[1 : len(v)-1]
+		if bytes.IndexByte(inner, '\\') < 0 && bytes.IndexByte(inner, '"') < 0 && printableASCII(inner) {
+			return append(buf, inner...) // the common case: plain text
+		}
 		var s string
 		if json.Unmarshal(v, &s) == nil && printableASCII(s) {
-			return s
+			return append(buf, s...)
 		}
 	}
-	if printableASCII(string(v)) {
-		return string(v)
+	if printableASCII(v) {
+		return append(buf, v...)
 	}
-	return asciiJSON(v)
+	return appendASCIIJSON(buf, v)
 }
 
 // printableASCII reports whether s holds only bytes 0x20 to 0x7E.
-func printableASCII(s string) bool {
+func printableASCII[T ~string | ~[]byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
 			return false
@@ -82,24 +92,18 @@ func printableASCII(s string) bool {
 	return true
 }
 
-// asciiJSON rewrites JSON text so that every byte outside printable ASCII
-// is a \u escape. Bytes outside strings cannot be anything but JSON
-// whitespace, which is dropped; invalid UTF-8 becomes U+FFFD.
-func asciiJSON(v json.RawMessage) string {
+// appendASCIIJSON appends JSON text rewritten so that every byte outside
+// printable ASCII is a \u escape. Bytes outside strings cannot be anything
+// but JSON whitespace, which is dropped; invalid UTF-8 becomes U+FFFD.
+func appendASCIIJSON(b []byte, v json.RawMessage) []byte {
 	const hex = "0123456789abcdef"
-	var b strings.Builder
-	b.Grow(len(v) + 16)
 	esc := func(r rune) {
-		b.WriteString(`\u`)
-		b.WriteByte(hex[r>>12&0xf])
-		b.WriteByte(hex[r>>8&0xf])
-		b.WriteByte(hex[r>>4&0xf])
-		b.WriteByte(hex[r&0xf])
+		b = append(b, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
 	}
 	for i := 0; i < len(v); {
 		c := v[i]
 		if c >= 0x20 && c <= 0x7e {
-			b.WriteByte(c)
+			b = append(b, c)
 			i++
 			continue
 		}
@@ -122,7 +126,7 @@ func asciiJSON(v json.RawMessage) string {
 		}
 		esc(r)
 	}
-	return b.String()
+	return b
 }
 
 // utf16Surrogates splits a rune above the BMP into its UTF-16 pair.

@@ -15,7 +15,15 @@ import (
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	stripRequest(r)
 	now := time.Now()
-	s := h.load(r, now)
+	// One allocation holds the request's session and response wrapper.
+	rw := &responseWriter{
+		ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		h:                     h,
+		r:                     r,
+		now:                   now,
+	}
+	s := &rw.s
+	h.load(r, now, s)
 
 	if exact, sub := h.apiRoute(r.URL.Path); exact || sub {
 		return h.serveAPI(w, r, s, now, exact)
@@ -32,13 +40,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		h.setPlaceholders(repl, s)
 	}
 
-	rw := &responseWriter{
-		ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-		h:                     h,
-		r:                     r,
-		s:                     s,
-		now:                   now,
-	}
 	err := next.ServeHTTP(rw, r)
 	if !rw.written {
 		if err != nil {

@@ -93,26 +93,25 @@ func (h *Handler) touchDue(seen, now time.Time) bool {
 }
 
 // load reads the request's session: the cookie, then the store.
-func (h *Handler) load(r *http.Request, now time.Time) *session {
-	s := new(session)
+func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 	value, present := h.opts.Read(r.Header, h.chunkLimit())
 	s.present = present
 	if value == "" {
-		return s
+		return
 	}
 	s.hadValue = true
 	codec, err := h.codecFor(r.Context())
 	if err != nil {
 		h.logger.Error("session secret unavailable", zap.Error(err))
 		s.storeErr = err
-		return s
+		return
 	}
 	s.codec = codec
 
 	v := h.cache.get(value)
 	if v == nil {
 		if v = h.verify(codec, value); v == nil {
-			return s
+			return
 		}
 		h.cache.put(value, v)
 	}
@@ -127,13 +126,13 @@ func (h *Handler) load(r *http.Request, now time.Time) *session {
 		seen := time.UnixMilli(p.Seen)
 		if !now.Before(deadline) || (h.IdleTimeout > 0 && !now.Before(seen.Add(time.Duration(h.IdleTimeout)))) {
 			h.logger.Debug("session cookie ignored: the session has expired")
-			return s
+			return
 		}
 		s.id, s.values, s.created, s.deadline, s.seen, s.stale = p.ID, p.Values, created, deadline, seen, v.stale
 		s.headers = v.headers
 		s.touch = h.touchDue(seen, now)
 		s.issue = v.stale || s.touch
-		return s
+		return
 	}
 
 	id := v.id
@@ -142,14 +141,14 @@ func (h *Handler) load(r *http.Request, now time.Time) *session {
 	case errors.Is(err, storage.ErrNotFound):
 		// Never adopt an ID the store does not hold.
 		h.logger.Debug("session cookie names no stored session", zap.String("session", codec.Ref(id)))
-		return s
+		return
 	case err != nil:
 		h.logger.Error("session store failed to load a session",
 			zap.String("store", h.storeName), zap.String("operation", "load"), zap.Error(err))
 		s.storeErr = err
-		return s
+		return
 	case !rec.Live(now):
-		return s
+		return
 	}
 	s.id, s.key, s.values, s.created, s.deadline, s.stale = id, v.storeKey, rec.Values, rec.Created, rec.Deadline, v.stale
 	if d := h.deadlineFor(rec.Created); d.Before(s.deadline) {
@@ -157,7 +156,7 @@ func (h *Handler) load(r *http.Request, now time.Time) *session {
 	}
 	if !now.Before(s.deadline) {
 		s.id, s.values = "", nil
-		return s
+		return
 	}
 	if h.IdleTimeout > 0 {
 		// The record's expiry is its last use plus the idle timeout.
@@ -165,7 +164,7 @@ func (h *Handler) load(r *http.Request, now time.Time) *session {
 		s.touch = h.touchDue(s.seen, now)
 	}
 	s.issue = v.stale
-	return s
+	return
 }
 
 // verify decodes a cookie value, or returns nil (logged at debug) when it

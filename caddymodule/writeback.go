@@ -22,10 +22,10 @@ const (
 // response's headers go out: reverse_proxy copies the upstream's headers
 // into the header map, then calls WriteHeader.
 type responseWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper
 	h       *Handler
 	r       *http.Request
-	s       *session
+	s       session
 	now     time.Time
 	written bool
 }
@@ -53,7 +53,7 @@ func (rw *responseWriter) finish() {
 		return
 	}
 	rw.written = true
-	rw.h.writeBack(rw.r, rw.s, rw.Header(), rw.now)
+	rw.h.writeBack(rw.r, &rw.s, rw.Header(), rw.now)
 }
 
 // Write sends the headers first when WriteHeader was not called.
@@ -164,16 +164,18 @@ func (h *Handler) flag(name string, values []string) bool {
 func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now time.Time) {
 	c := h.takeControls(hdr)
 	h.dropSessionSetCookies(hdr)
-	ctx := context.WithoutCancel(r.Context()) // the client leaving must not half-apply a change
 
 	if s.storeErr != nil {
 		if c.destroy || c.rotate || len(c.sets) > 0 {
 			h.logger.Error("session store unavailable: the upstream's session change was dropped",
 				zap.String("store", h.storeName))
 		}
-	} else {
+	} else if c.destroy || c.rotate || len(c.sets) > 0 || s.touch {
+		ctx := context.WithoutCancel(r.Context()) // the client leaving must not half-apply a change
 		h.applyControls(ctx, s, c, now)
 		h.recordUse(ctx, s, now)
+	}
+	if s.storeErr == nil {
 		if err := h.writeCookies(hdr, s, h.isSecure(r), now); err != nil {
 			h.logger.Error("setting the session cookie", zap.Error(err))
 		}
