@@ -54,6 +54,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_keys        <n>
 //		on_store_error  fail_open|fail_closed
 //		vary_cookie     on|off
+//		sign_headers    <key>
 //	}
 //
 // Every subdirective may appear once.
@@ -126,6 +127,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				h.OnStoreError = v
 			}
+		case "sign_headers":
+			h.SignHeaders, err = oneArg(d)
 		case "vary_cookie":
 			var b bool
 			if b, err = parseSwitch(d); err == nil {

@@ -36,6 +36,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if s.exists() {
 		h.forward(r, s)
 	}
+	if h.signKey != nil {
+		sign(h.signKey, r, s.headers, now)
+	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		h.setPlaceholders(repl, s)
 	}

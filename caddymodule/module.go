@@ -105,6 +105,13 @@ type Handler struct {
 	// another. Default: true.
 	VaryCookie *bool `json:"vary_cookie,omitempty"`
 
+	// A key (at least 32 bytes; placeholders allowed) that turns on
+	// X-Session-Signature: an HMAC over the forwarded X-Session-* headers,
+	// the method, host, path and a timestamp, so an upstream reachable
+	// around the gateway can tell forged headers from real ones. Give the
+	// upstream this key, never the cookie secrets. Default: off.
+	SignHeaders string `json:"sign_headers,omitempty"`
+
 	opts        cookie.Options
 	secrets     *secretSource
 	store       storage.Store // nil for the cookie store
@@ -120,6 +127,7 @@ type Handler struct {
 	apiBase     string // the API path's last segment
 	cache       *cookieCache
 	names       *headerNames
+	signKey     []byte
 }
 
 // CaddyModule returns the Caddy module information.
@@ -248,6 +256,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		if c != nil {
 			h.secrets.codec.Store(c)
+		}
+	}
+
+	if h.SignHeaders != "" {
+		h.signKey = []byte(repl.ReplaceAll(h.SignHeaders, ""))
+		if len(h.signKey) < cookie.MinSecretLen {
+			return fmt.Errorf("sign_headers: the key is %d bytes; use at least %d (openssl rand -base64 48)", len(h.signKey), cookie.MinSecretLen)
+		}
+		for i, sec := range secrets {
+			if string(sec) == string(h.signKey) {
+				return fmt.Errorf("sign_headers: the key repeats secret #%d; the upstream gets this key, so it must not be a cookie secret", i+1)
+			}
 		}
 	}
 
