@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -161,6 +163,8 @@ type CaddyOpts struct {
 	Upstream *Upstream
 	// StorageDir is Caddy's storage; empty means a new directory.
 	StorageDir string
+	// TLS serves https://127.0.0.1:<port> with Caddy's internal CA.
+	TLS bool
 }
 
 const defaultSite = `session {
@@ -191,6 +195,32 @@ type Caddy struct {
 // ends.
 func StartCaddy(t testing.TB, o CaddyOpts) *Caddy {
 	t.Helper()
+	c := newCaddy(t, o)
+	c.launch(t)
+	c.waitReady(t)
+	return c
+}
+
+// StartCaddies starts one Caddy per opts at the same moment, then waits for
+// all of them.
+func StartCaddies(t testing.TB, opts ...CaddyOpts) []*Caddy {
+	t.Helper()
+	cs := make([]*Caddy, len(opts))
+	for i, o := range opts {
+		cs[i] = newCaddy(t, o)
+	}
+	for _, c := range cs {
+		c.launch(t)
+	}
+	for _, c := range cs {
+		c.waitReady(t)
+	}
+	return cs
+}
+
+// newCaddy prepares a Caddy (config, ports, cleanup) without starting it.
+func newCaddy(t testing.TB, o CaddyOpts) *Caddy {
+	t.Helper()
 	requireModule(t)
 	if o.Upstream == nil {
 		o.Upstream = NewUpstream(t)
@@ -200,6 +230,9 @@ func StartCaddy(t testing.TB, o CaddyOpts) *Caddy {
 	c.AdminPort = freePort(t)
 	c.Host = fmt.Sprintf("127.0.0.1:%d", c.HTTPPort)
 	c.Base = "http://" + c.Host
+	if o.TLS {
+		c.Base = "https://" + c.Host
+	}
 	c.StorageDir = o.StorageDir
 	if c.StorageDir == "" {
 		c.StorageDir = filepath.Join(c.Dir, "storage")
@@ -207,7 +240,6 @@ func StartCaddy(t testing.TB, o CaddyOpts) *Caddy {
 	c.ConfigPath = filepath.Join(c.Dir, "Caddyfile")
 	c.opts = o
 	c.writeConfig(t, o)
-	c.start(t)
 	t.Cleanup(func() {
 		c.stop(false)
 		logs := c.Logs()
@@ -232,20 +264,25 @@ func renderCaddyfile(o CaddyOpts, httpPort, adminPort int, storage, upstream str
 	}
 	site = strings.ReplaceAll(site, "{{SESSION}}", o.Session)
 	site = strings.ReplaceAll(site, "{{UPSTREAM}}", upstream)
+	autoHTTPS, address := "off", fmt.Sprintf("http://:%d", httpPort)
+	if o.TLS {
+		autoHTTPS, address = "disable_redirects\n\tskip_install_trust", fmt.Sprintf("https://127.0.0.1:%d", httpPort)
+		site = "tls internal\n" + site
+	}
 	return fmt.Sprintf(`{
 	admin localhost:%d
 	storage file_system %s
-	auto_https off
+	auto_https %s
 	persist_config off
 	default_bind 127.0.0.1
 	grace_period 1s
 %s
 }
 
-http://:%d {
+%s {
 %s
 }
-`, adminPort, storage, o.Global, httpPort, site)
+`, adminPort, storage, autoHTTPS, o.Global, address, site)
 }
 
 func (c *Caddy) writeConfig(t testing.TB, o CaddyOpts) {
@@ -274,6 +311,12 @@ func caddyEnv(dir string, extra []string) []string {
 
 func (c *Caddy) start(t testing.TB) {
 	t.Helper()
+	c.launch(t)
+	c.waitReady(t)
+}
+
+func (c *Caddy) launch(t testing.TB) {
+	t.Helper()
 	cmd := exec.Command(caddyBin, "run", "--config", c.ConfigPath, "--adapter", "caddyfile")
 	cmd.Env = caddyEnv(c.Dir, c.opts.Env)
 	cmd.Stdout = &c.logs
@@ -289,7 +332,13 @@ func (c *Caddy) start(t testing.TB) {
 	c.mu.Lock()
 	c.cmd, c.done = cmd, done
 	c.mu.Unlock()
+}
 
+func (c *Caddy) waitReady(t testing.TB) {
+	t.Helper()
+	c.mu.Lock()
+	done := c.done
+	c.mu.Unlock()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
@@ -368,16 +417,41 @@ func (c *Caddy) Reload(t testing.TB, o CaddyOpts) {
 // Logs returns everything the process wrote so far, across restarts.
 func (c *Caddy) Logs() string { return c.logs.String() }
 
+// FinalLogs stops Caddy gracefully and returns all it wrote, flushed.
+func (c *Caddy) FinalLogs() string {
+	c.stop(true)
+	return c.logs.String()
+}
+
+// waitLog waits up to a second for a log line matching re after offset
+// mark of the logs.
+func waitLog(c *Caddy, mark int, re *regexp.Regexp) bool {
+	for range 20 {
+		if re.MatchString(c.Logs()[mark:]) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
 // runCaddy runs a caddy subcommand with its home under dir and returns its
 // combined output.
 func runCaddy(t testing.TB, dir string, env []string, args ...string) (string, error) {
 	t.Helper()
+	stdout, stderr, err := runCaddySplit(t, dir, env, args...)
+	return stdout + stderr, err
+}
+
+// runCaddySplit runs a caddy subcommand and returns its stdout and stderr.
+func runCaddySplit(t testing.TB, dir string, env []string, args ...string) (string, string, error) {
+	t.Helper()
 	requireModule(t)
 	cmd := exec.Command(caddyBin, args...)
 	cmd.Env = caddyEnv(dir, env)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
+	var stdout, stderr syncBuffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
 	done := make(chan error, 1)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -385,12 +459,12 @@ func runCaddy(t testing.TB, dir string, env []string, args ...string) (string, e
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		return out.String(), err
+		return stdout.String(), stderr.String(), err
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
-		t.Fatalf("caddy %s did not finish:\n%s", strings.Join(args, " "), out.String())
-		return "", nil
+		t.Fatalf("caddy %s did not finish:\n%s%s", strings.Join(args, " "), stdout.String(), stderr.String())
+		return "", "", nil
 	}
 }
 
@@ -439,7 +513,9 @@ type UpstreamFunc func(rec *Recorded, h http.Header) int
 // Upstream is an in-process HTTP/1.1 server behind Caddy that records every
 // request. Any request may carry "X-Test-Resp: Name: value" headers: the
 // upstream adds each as a response header (so tests drive write-back from
-// the client side), and "X-Test-Status: n" sets the status.
+// the client side); "X-Test-Status: n" sets the status, "X-Test-103:
+// Name: value" lines go out in a 103 response first, "X-Test-Body-Size: n"
+// adds n bytes to the body.
 type Upstream struct {
 	Addr string
 	URL  string
@@ -475,6 +551,21 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	fn := u.routes[r.URL.Path]
 	u.mu.Unlock()
 
+	// X-Test-103 lines go out in a 103 Early Hints response only.
+	if early := r.Header.Values("X-Test-103"); len(early) > 0 {
+		var names []string
+		for _, line := range early {
+			if name, value, ok := strings.Cut(line, ":"); ok {
+				name = strings.TrimSpace(name)
+				w.Header().Add(name, strings.TrimSpace(value))
+				names = append(names, name)
+			}
+		}
+		w.WriteHeader(http.StatusEarlyHints)
+		for _, n := range names {
+			w.Header().Del(n)
+		}
+	}
 	status := http.StatusOK
 	for _, line := range r.Header.Values("X-Test-Resp") {
 		name, value, ok := strings.Cut(line, ":")
@@ -496,6 +587,23 @@ func (u *Upstream) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Upstream", "1")
 	w.WriteHeader(status)
 	fmt.Fprintf(w, "upstream %s %s\n", r.Method, r.URL.Path)
+	// X-Test-Body-Size: n appends n bytes of 'x', through io.Copy (and so
+	// ReadFrom where the writer has it).
+	if s := r.Header.Get("X-Test-Body-Size"); s != "" {
+		var n int64
+		fmt.Sscan(s, &n)
+		_, _ = io.Copy(w, io.LimitReader(repeatReader('x'), n))
+	}
+}
+
+// repeatReader reads an endless run of one byte.
+type repeatReader byte
+
+func (b repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
 }
 
 // Handle sets the response function for a path.
@@ -540,6 +648,9 @@ var client = &http.Client{
 		Proxy:              nil,
 		DisableKeepAlives:  true,
 		DisableCompression: true,
+		// Only TLS tests' Caddy, with its internal CA, is reached over
+		// https.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 	},
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	Timeout:       15 * time.Second,
@@ -595,6 +706,15 @@ func (r *Resp) String() string {
 // Do sends q to Caddy.
 func (c *Caddy) Do(t testing.TB, q Req) *Resp {
 	t.Helper()
+	r, err := c.DoErr(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// DoErr sends q to Caddy; safe to call from any goroutine.
+func (c *Caddy) DoErr(q Req) (*Resp, error) {
 	if q.Method == "" {
 		q.Method = http.MethodGet
 	}
@@ -606,7 +726,7 @@ func (c *Caddy) Do(t testing.TB, q Req) *Resp {
 	}
 	req, err := http.NewRequest(q.Method, c.Base+q.Path, body)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if q.BodyReader != nil {
 		req.ContentLength = -1
@@ -620,20 +740,20 @@ func (c *Caddy) Do(t testing.TB, q Req) *Resp {
 	for _, line := range q.Header {
 		name, value, ok := strings.Cut(line, ":")
 		if !ok {
-			t.Fatalf("bad header line %q", line)
+			return nil, fmt.Errorf("bad header line %q", line)
 		}
 		req.Header[name] = append(req.Header[name], strings.TrimSpace(value))
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", q.Method, q.Path, err)
+		return nil, fmt.Errorf("%s %s: %w", q.Method, q.Path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", q.Method, q.Path, err)
+		return nil, fmt.Errorf("%s %s: reading body: %w", q.Method, q.Path, err)
 	}
-	return &Resp{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return &Resp{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
 }
 
 // Raw writes raw to a new connection to Caddy and reads one response.
@@ -648,6 +768,29 @@ func (c *Caddy) Raw(t testing.TB, raw string) *Resp {
 	if _, err := io.WriteString(conn, raw); err != nil {
 		t.Fatal(err)
 	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading raw response: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return &Resp{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// RawUpload writes head, then body from another goroutine (ignoring write
+// errors: the server may answer and close early), and reads one response.
+func (c *Caddy) RawUpload(t testing.TB, head string, body []byte) *Resp {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", c.Host, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = conn.Write(body) }()
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatalf("reading raw response: %v", err)
@@ -877,7 +1020,7 @@ func attrs(line string) map[string]string {
 // isExpiry reports whether a Set-Cookie line deletes its cookie.
 func isExpiry(t testing.TB, line string) bool {
 	ck := parseSetCookie(t, line)
-	return ck.MaxAge < 0 || (!ck.Expires.IsZero() && ck.Expires.Before(time.Now()))
+	return ck.MaxAge < 0 || (ck.MaxAge == 0 && !ck.Expires.IsZero() && ck.Expires.Before(time.Now()))
 }
 
 // noSessionHeaders checks that the upstream got no reserved header.

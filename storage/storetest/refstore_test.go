@@ -38,7 +38,11 @@ func (s *refStore) live(key string) *storage.Record {
 	if r == nil {
 		return nil
 	}
-	if !r.Live(time.Now()) && s.bug != "serve-expired" {
+	now := time.Now()
+	if s.bug == "expires-only" && now.Before(r.Expires) {
+		return r
+	}
+	if !r.Live(now) && s.bug != "serve-expired" {
 		return nil
 	}
 	return r
@@ -72,18 +76,12 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 	if cur == nil && s.bug == "revive-expired" {
 		cur = s.m[key]
 	}
-	if (s.bug == "lost-update" || s.bug == "racy-create" && cur == nil) && opts.Create {
-		// Read, let the others run, write what was read plus the patch.
+	if s.bug == "lost-update" || s.bug == "racy-create" && cur == nil && opts.Create {
+		// Read, let the others run, then write what was read plus the
+		// patch.
 		if cur != nil {
 			cur = clone(cur)
 		}
-		s.mu.Unlock()
-		runtime.Gosched()
-		time.Sleep(time.Microsecond)
-		s.mu.Lock()
-	}
-	if s.bug == "lost-update" && !opts.Create && cur != nil {
-		cur = clone(cur)
 		s.mu.Unlock()
 		runtime.Gosched()
 		time.Sleep(time.Microsecond)
@@ -157,7 +155,7 @@ func (s *refStore) Touch(_ context.Context, key string, expires time.Time) error
 		s.m[key] = r
 	}
 	r.Expires = expires
-	if r.Expires.After(r.Deadline) && s.bug != "touch-unclamped" {
+	if r.Expires.After(r.Deadline) && s.bug != "touch-unclamped" && s.bug != "expires-only" {
 		r.Expires = r.Deadline
 	}
 	return nil

@@ -10,6 +10,18 @@
 //		})
 //	}
 //
+// The subtests, by name (stable, for -run and -skip): LoadMissing,
+// MergeMissingWithoutCreate, MergeCreate, MergeSemantics, MergeRejected,
+// Isolation, Touch, Delete, Rotate, LargeValue, ManySessions,
+// ConcurrentMerge, ConcurrentCreate, NoResurrectionAfterDelete,
+// NoResurrectionAfterRotate, ExpiryIdle, ExpiryDeadline, ExpiryExtended.
+// The kit's own tests run each against a store with a bug planted for it,
+// to show that it fails.
+//
+// Values are compared as JSON, by meaning: a store may re-encode them. The
+// kit changes the maps it gets back from a store, never the bytes of a
+// value, which a store may share with its own copy.
+//
 // newStore is called once per subtest, so each subtest may get a fresh store;
 // a store backed by a shared server may also return the same one, since the
 // kit only ever uses fresh random keys. The kit waits for real time to pass in

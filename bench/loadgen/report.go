@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// targets are the issue's goals: a configuration's median throughput over
+// plain reverse_proxy's, measured in the same run.
+var targets = map[string]float64{
+	"nosession": 0.98,
+	"cookie":    0.95,
+	"memory":    0.95,
+	"file":      0.90,
+	"redis":     0.85,
+}
+
+// configOrder is the order of the table; other names follow, by first run.
+var configOrder = []string{"baseline", "nosession", "cookie", "memory", "file", "redis"}
+
+// descriptions say what each configuration is.
+var descriptions = map[string]string{
+	"baseline":  "reverse_proxy only",
+	"nosession": "session (cookie store), request without a cookie",
+	"cookie":    "session, cookie store, 5 keys",
+	"memory":    "session, memory store, 5 keys",
+	"file":      "session, file store, 5 keys",
+	"redis":     "session, redis store, 5 keys",
+}
+
+// row is one configuration, summarised over its rounds.
+type row struct {
+	Config      string   `json:"config"`
+	What        string   `json:"what"`
+	Runs        int      `json:"runs"`
+	RPSMedian   float64  `json:"rps_median"`
+	RPSMin      float64  `json:"rps_min"`
+	RPSMax      float64  `json:"rps_max"`
+	P50Ms       float64  `json:"p50_ms_median"`
+	P99Ms       float64  `json:"p99_ms_median"`
+	Errors      uint64   `json:"errors"`
+	Ratio       float64  `json:"ratio"`        // median rps / baseline's median rps
+	PairedRatio float64  `json:"paired_ratio"` // median over rounds of rps / the adjacent baseline run's rps
+	CPUus       float64  `json:"caddy_cpu_us_per_req_median,omitempty"`
+	CPURatio    float64  `json:"cpu_ratio,omitempty"` // baseline's CPU per request / this one's
+	Target      *float64 `json:"target,omitempty"`
+	Meets       *bool    `json:"meets_target,omitempty"`
+}
+
+type report struct {
+	Meta    map[string]string `json:"meta"`
+	Configs []row             `json:"configs"`
+	Runs    []runRecord       `json:"runs"`
+}
+
+func cmdReport(args []string) error {
+	fs := flag.NewFlagSet("report", flag.ExitOnError)
+	in := fs.String("in", "", "the runs, one JSON line each (loadgen run -out)")
+	baseline := fs.String("baseline", "baseline", "the configuration the others are compared with")
+	var outs, metas multi
+	fs.Var(&outs, "out", "write the report here: .json for JSON, anything else markdown (repeatable)")
+	fs.Var(&metas, "meta", "key=value shown above the table (repeatable)")
+	enforce := fs.Bool("enforce", false, "exit 1 when a configuration misses its target")
+	fs.Parse(args)
+
+	f, err := os.Open(*in)
+	if err != nil {
+		return err
+	}
+	runs, err := readRuns(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	rep := report{Meta: map[string]string{}, Runs: runs}
+	var metaKeys []string
+	for _, m := range metas {
+		k, v, _ := strings.Cut(m, "=")
+		rep.Meta[k] = v
+		metaKeys = append(metaKeys, k)
+	}
+	rep.Configs, err = summarise(runs, *baseline)
+	if err != nil {
+		return err
+	}
+
+	fmt.Print(textTable(rep.Configs))
+	for _, out := range outs {
+		var data []byte
+		if strings.HasSuffix(out, ".json") {
+			data, err = json.MarshalIndent(rep, "", "  ")
+			if err != nil {
+				return err
+			}
+			data = append(data, '\n')
+		} else {
+			data = []byte(markdown(rep, metaKeys))
+		}
+		if err := os.WriteFile(out, data, 0o644); err != nil {
+			return err
+		}
+	}
+	if *enforce {
+		var missed []string
+		for _, r := range rep.Configs {
+			if r.Meets != nil && !*r.Meets {
+				missed = append(missed, fmt.Sprintf("%s %.3f < %.2f", r.Config, r.Ratio, *r.Target))
+			}
+		}
+		if len(missed) > 0 {
+			return fmt.Errorf("below target: %s", strings.Join(missed, ", "))
+		}
+	}
+	return nil
+}
+
+func readRuns(r io.Reader) ([]runRecord, error) {
+	var runs []runRecord
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var rec runRecord
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			return nil, fmt.Errorf("bad run line %q: %v", line, err)
+		}
+		if rec.Result == nil {
+			return nil, fmt.Errorf("run line without results: %q", line)
+		}
+		runs = append(runs, rec)
+	}
+	return runs, sc.Err()
+}
+
+// summarise groups the runs by configuration: medians over rounds, and the
+// ratio to the baseline, both as ratio of medians and as the median of the
+// per-pair ratios (each run against the baseline run next to it, which
+// cancels slow drifts in the machine's load).
+func summarise(runs []runRecord, baseline string) ([]row, error) {
+	by := map[string][]runRecord{}
+	var names []string
+	for _, r := range runs {
+		if _, ok := by[r.Config]; !ok {
+			names = append(names, r.Config)
+		}
+		by[r.Config] = append(by[r.Config], r)
+	}
+	if len(by[baseline]) == 0 {
+		return nil, fmt.Errorf("no %q run to compare with", baseline)
+	}
+	rank := func(n string) int {
+		for i, c := range configOrder {
+			if c == n {
+				return i
+			}
+		}
+		return len(configOrder)
+	}
+	sort.SliceStable(names, func(i, j int) bool { return rank(names[i]) < rank(names[j]) })
+
+	basePair := map[int]float64{}
+	for _, r := range by[baseline] {
+		basePair[r.Pair] = r.RPS
+	}
+	var rows []row
+	var baseMedian, baseCPU float64
+	for _, name := range names {
+		rs := by[name]
+		var rps, p50, p99, paired, cpu []float64
+		var errs uint64
+		for _, r := range rs {
+			rps = append(rps, r.RPS)
+			p50 = append(p50, r.P50Ms)
+			p99 = append(p99, r.P99Ms)
+			errs += r.Errors
+			if r.CaddyCPUus > 0 {
+				cpu = append(cpu, r.CaddyCPUus)
+			}
+			if b, ok := basePair[r.Pair]; ok && b > 0 && name != baseline {
+				paired = append(paired, r.RPS/b)
+			}
+		}
+		sorted := append([]float64(nil), rps...)
+		sort.Float64s(sorted)
+		x := row{
+			Config: name, What: descriptions[name], Runs: len(rs),
+			RPSMedian: median(rps), RPSMin: sorted[0], RPSMax: sorted[len(sorted)-1],
+			P50Ms: median(p50), P99Ms: median(p99), Errors: errs, CPUus: median(cpu),
+		}
+		if name == baseline {
+			baseMedian = x.RPSMedian
+			baseCPU = x.CPUus
+			x.PairedRatio = 1
+		} else {
+			x.PairedRatio = median(paired)
+		}
+		if t, ok := targets[name]; ok {
+			t := t
+			x.Target = &t
+		}
+		rows = append(rows, x)
+	}
+	if baseMedian <= 0 {
+		return nil, errors.New("the baseline measured no throughput")
+	}
+	for i := range rows {
+		rows[i].Ratio = rows[i].RPSMedian / baseMedian
+		if baseCPU > 0 && rows[i].CPUus > 0 {
+			rows[i].CPURatio = baseCPU / rows[i].CPUus
+		}
+		if rows[i].Target != nil {
+			ok := rows[i].Ratio >= *rows[i].Target
+			rows[i].Meets = &ok
+		}
+	}
+	return rows, nil
+}
+
+func verdict(r row) (target, status string) {
+	if r.Target == nil {
+		return "", ""
+	}
+	if *r.Meets {
+		return fmt.Sprintf("≥ %.2f", *r.Target), "ok"
+	}
+	return fmt.Sprintf("≥ %.2f", *r.Target), "below"
+}
+
+func textTable(rows []row) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-10s %4s %8s %15s %7s %7s %6s %7s %7s %9s %7s %7s %s\n",
+		"config", "runs", "req/s", "(min–max)", "p50 ms", "p99 ms", "errors", "ratio", "paired", "CPU µs/req", "CPU rt", "target", "")
+	for _, r := range rows {
+		t, s := verdict(r)
+		fmt.Fprintf(&b, "%-10s %4d %8.0f %15s %7.2f %7.2f %6d %7.3f %7.3f %9s %7s %7s %s\n",
+			r.Config, r.Runs, r.RPSMedian, fmt.Sprintf("(%.0f–%.0f)", r.RPSMin, r.RPSMax),
+			r.P50Ms, r.P99Ms, r.Errors, r.Ratio, r.PairedRatio, opt(r.CPUus, "%.1f"), opt(r.CPURatio, "%.3f"), t, s)
+	}
+	return b.String()
+}
+
+func opt(v float64, format string) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+func markdown(rep report, metaKeys []string) string {
+	var b strings.Builder
+	for _, k := range metaKeys {
+		fmt.Fprintf(&b, "- %s: %s\n", k, rep.Meta[k])
+	}
+	if len(metaKeys) > 0 {
+		b.WriteString("\n")
+	}
+	b.WriteString("| config | what | runs | req/s (median) | min–max | p50 ms | p99 ms | errors | × baseline | paired × | Caddy CPU µs/req | CPU × | target |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, r := range rep.Configs {
+		t, s := verdict(r)
+		if t != "" {
+			t += " " + s
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f–%.0f | %.2f | %.2f | %d | **%.3f** | %.3f | %s | %s | %s |\n",
+			r.Config, r.What, r.Runs, r.RPSMedian, r.RPSMin, r.RPSMax, r.P50Ms, r.P99Ms, r.Errors,
+			r.Ratio, r.PairedRatio, opt(r.CPUus, "%.1f"), opt(r.CPURatio, "%.3f"), t)
+	}
+	return b.String()
+}

@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# caddy-session load comparison: plain reverse_proxy against session + each
+# store, through ONE Caddy built from this tree, on loopback, interleaved
+# (baseline, cookie, baseline, memory, ...) over several rounds, so the
+# ratios hold even on a busy machine. See bench/README.md.
+#
+#   bash bench/run.sh [--rounds N] [--duration S] [--warmup S] [--conns N]
+#                     [--configs "nosession cookie memory file redis"]
+#                     [--wrk] [--out FILE.md|FILE.json]... [--profile CONFIG]
+#                     [--profile-dir DIR] [--caddy PATH] [--enforce] [--keep]
+#
+# The same settings as environment variables: ROUNDS, DURATION, WARMUP,
+# CONNS, CONFIGS, ENGINE (go|wrk), OUT, PROFILE, PROFILE_DIR, CADDY_BIN,
+# ENFORCE_TARGETS=1, KEEP=1. Flags win over the environment.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+CONNS=${CONNS:-64}
+CONFIGS=${CONFIGS:-nosession cookie memory file redis}
+ENGINE=${ENGINE:-go}
+PROFILE=${PROFILE:-}
+PROFILE_DIR=${PROFILE_DIR:-}
+PROFILE_SECONDS=${PROFILE_SECONDS:-5}
+CADDY_BIN=${CADDY_BIN:-}
+ENFORCE=${ENFORCE_TARGETS:-0}
+KEEP=${KEEP:-0}
+OUTS=()
+[[ -n ${OUT:-} ]] && OUTS+=("$OUT")
+
+usage() {
+	sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	exit "${1:-0}"
+}
+
+while (($#)); do
+	case $1 in
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--duration) DURATION=$2; shift 2 ;;
+	--warmup) WARMUP=$2; shift 2 ;;
+	--conns) CONNS=$2; shift 2 ;;
+	--configs) CONFIGS=$2; shift 2 ;;
+	--engine) ENGINE=$2; shift 2 ;;
+	--wrk) ENGINE=wrk; shift ;;
+	--out) OUTS+=("$2"); shift 2 ;;
+	--profile) PROFILE=$2; shift 2 ;;
+	--profile-dir) PROFILE_DIR=$2; shift 2 ;;
+	--caddy) CADDY_BIN=$2; shift 2 ;;
+	--enforce) ENFORCE=1; shift ;;
+	--keep) KEEP=1; shift ;;
+	-h | --help) usage 0 ;;
+	*) echo "run.sh: unknown argument '$1'" >&2; usage 2 ;;
+	esac
+done
+
+die() {
+	echo "run.sh: $*" >&2
+	exit 1
+}
+
+# Seconds: "5" or "5s" (whole seconds keep wrk and the Go engine equal).
+secs() {
+	local v=${1%s}
+	[[ $v =~ ^[0-9]+$ ]] || die "$2 '$1': want whole seconds, such as 5 or 5s"
+	echo "$v"
+}
+DURATION=$(secs "$DURATION" duration)
+WARMUP=$(secs "$WARMUP" warmup)
+PROFILE_SECONDS=$(secs "$PROFILE_SECONDS" PROFILE_SECONDS)
+[[ $ROUNDS =~ ^[0-9]+$ ]] && ((ROUNDS >= 1 && ROUNDS <= 50)) || die "rounds '$ROUNDS': want 1 to 50"
+[[ $CONNS =~ ^[0-9]+$ ]] && ((CONNS >= 1 && CONNS <= 1024)) || die "conns '$CONNS': want 1 to 1024"
+((DURATION >= 1 && DURATION <= 300)) || die "duration $DURATION: want 1 to 300 seconds"
+((WARMUP <= 60)) || die "warmup $WARMUP: want at most 60 seconds"
+case $ENGINE in
+go) ;;
+wrk) command -v wrk >/dev/null || die "--wrk: wrk is not installed (apt-get install -y wrk); the default engine needs nothing" ;;
+*) die "engine '$ENGINE': go or wrk" ;;
+esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/caddy-session-bench.XXXXXX")
+PIDS=()
+
+cleanup() {
+	local status=$?
+	set +e
+	local i
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		kill "${PIDS[i]}" 2>/dev/null
+	done
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		wait "${PIDS[i]}" 2>/dev/null
+	done
+	if ((status != 0)) && [[ -s $WORK/caddy.log ]]; then
+		echo "--- last lines of the Caddy log ($WORK/caddy.log) ---" >&2
+		tail -n 20 "$WORK/caddy.log" >&2
+	fi
+	if [[ $KEEP == 1 ]]; then
+		echo "run.sh: kept $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- build
+echo "== building loadgen and Caddy (from $ROOT) into $WORK"
+(cd "$ROOT" && go build -o "$WORK/loadgen" ./bench/loadgen)
+LG=$WORK/loadgen
+if [[ -n $CADDY_BIN ]]; then
+	CADDY=$CADDY_BIN
+	[[ -x $CADDY ]] || die "--caddy $CADDY: not an executable"
+else
+	(cd "$ROOT" && go build -o "$WORK/caddy" ./cmd/caddy)
+	CADDY=$WORK/caddy
+fi
+MODULES=$("$CADDY" list-modules 2>/dev/null)
+
+# ---------------------------------------------------------------- configurations
+KNOWN="nosession cookie memory file redis"
+read -r -a WANTED <<<"${CONFIGS//,/ }"
+SELECTED=()
+SKIPPED=()
+for c in "${WANTED[@]}"; do
+	[[ " $KNOWN " == *" $c "* ]] || die "unknown config '$c'; pick from: $KNOWN (baseline always runs)"
+	[[ " ${SELECTED[*]} " == *" $c "* ]] && continue
+	store=$c
+	[[ $c == nosession ]] && store=cookie
+	if ! grep -qx "http.session.stores.$store" <<<"$MODULES"; then
+		echo "run.sh: skipping $c: this Caddy has no http.session.stores.$store module" >&2
+		SKIPPED+=("$c (no $store store module)")
+		continue
+	fi
+	if [[ $c == redis ]] && ! command -v redis-server >/dev/null; then
+		echo "run.sh: skipping redis: redis-server is not installed (apt-get install -y redis-server)" >&2
+		SKIPPED+=("redis (no redis-server)")
+		continue
+	fi
+	SELECTED+=("$c")
+done
+((${#SELECTED[@]})) || die "nothing to compare the baseline with"
+if [[ -n $PROFILE && " ${SELECTED[*]} baseline " != *" $PROFILE "* ]]; then
+	die "--profile $PROFILE: not one of the configurations run (baseline ${SELECTED[*]})"
+fi
+
+# ---------------------------------------------------------------- processes
+# The upstream: answers "ok", counts the X-Session-* headers it receives.
+"$LG" upstream -addr 127.0.0.1:0 -port-file "$WORK/upstream.port" -max-life 3h 2>"$WORK/upstream.log" &
+PIDS+=($!)
+for _ in $(seq 200); do
+	[[ -s $WORK/upstream.port ]] && break
+	sleep 0.05
+done
+[[ -s $WORK/upstream.port ]] || die "the upstream did not start: $(cat "$WORK/upstream.log")"
+UP=$(<"$WORK/upstream.port")
+STATS=http://127.0.0.1:$UP/__upstream/stats
+
+mapfile -t P < <("$LG" ports -n 8)
+((${#P[@]} == 8)) || die "could not find spare loopback ports"
+ADMIN=${P[0]} P_BASE=${P[1]} P_COOKIE=${P[2]} P_MEMORY=${P[3]} P_FILE=${P[4]} P_REDIS=${P[5]} REDIS_PORT=${P[6]}
+
+has() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
+
+if has redis; then
+	mkdir -p "$WORK/redis"
+	redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+		--dir "$WORK/redis" --daemonize no --logfile "$WORK/redis.log" &
+	PIDS+=($!)
+	"$LG" wait -timeout 20s "127.0.0.1:$REDIS_PORT" || die "redis-server did not start: $(tail -n 5 "$WORK/redis.log")"
+fi
+
+# A fixed 48-character test secret: never use it anywhere else.
+SECRET=caddy-session-bench-secret-NOT-FOR-PRODUCTION-48
+KEYS="countryCode currency locale cart recentlyViewed"
+# 5 keys, ~150 bytes of JSON: what a storefront keeps in its session.
+BODY='{"countryCode":"DE","currency":"EUR","locale":"de-DE","cart":"gid://shopify/Cart/c1-7f3a9b2e4d6c","recentlyViewed":["p_1029","p_2210","p_3381","p_4417"]}'
+NKEYS=5
+
+site() { # site <port> <store line or empty>
+	echo ":$1 {"
+	echo "	bind 127.0.0.1"
+	if [[ -n $2 ]]; then
+		cat <<-EOF
+			session {
+				secret $SECRET
+				client_writable $KEYS
+				$2
+			}
+		EOF
+	fi
+	echo "	import proxy"
+	echo "}"
+}
+
+{
+	cat <<-EOF
+		{
+			admin 127.0.0.1:$ADMIN
+			auto_https off
+			persist_config off
+			storage file_system $WORK/caddy-data
+			log {
+				level ERROR
+			}
+		}
+
+		(proxy) {
+			reverse_proxy 127.0.0.1:$UP {
+				transport http {
+					keepalive_idle_conns_per_host 1024
+				}
+			}
+		}
+
+	EOF
+	site "$P_BASE" ""
+	if has cookie || has nosession; then site "$P_COOKIE" "store cookie"; fi
+	if has memory; then site "$P_MEMORY" "store memory"; fi
+	if has file; then site "$P_FILE" "store file $WORK/sessions"; fi
+	if has redis; then site "$P_REDIS" "store redis redis://127.0.0.1:$REDIS_PORT/0"; fi
+} >"$WORK/Caddyfile"
+
+echo "== starting Caddy (admin 127.0.0.1:$ADMIN), upstream on 127.0.0.1:$UP"
+XDG_DATA_HOME=$WORK/xdg-data XDG_CONFIG_HOME=$WORK/xdg-config \
+	"$CADDY" run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
+CADDY_PID=$!
+PIDS+=("$CADDY_PID")
+
+declare -A PORT=([baseline]=$P_BASE [nosession]=$P_COOKIE [cookie]=$P_COOKIE [memory]=$P_MEMORY [file]=$P_FILE [redis]=$P_REDIS)
+ADDRS=("127.0.0.1:$P_BASE")
+for c in "${SELECTED[@]}"; do ADDRS+=("127.0.0.1:${PORT[$c]}"); done
+"$LG" wait -timeout 30s "${ADDRS[@]}" || die "Caddy did not start"
+
+# Sessions: one per session config, 5 keys, made through the API.
+declare -A COOKIE=() EXPECT=([baseline]=0 [nosession]=0)
+for c in "${SELECTED[@]}"; do
+	[[ $c == nosession ]] && continue
+	COOKIE[$c]=$("$LG" login -url "http://127.0.0.1:${PORT[$c]}/__session" -body "$BODY") ||
+		die "could not establish a $c session"
+	EXPECT[$c]=$NKEYS
+	echo "   $c session: Cookie header of ${#COOKIE[$c]} bytes"
+done
+
+CAUGHT_LOG_LINES=$(wc -l <"$WORK/caddy.log")
+
+RUNS=$WORK/runs.jsonl
+PAIR=0
+run_one() { # run_one <config> <round> <pair> [out]
+	local c=$1
+	local args=(run -url "http://127.0.0.1:${PORT[$c]}/" -c "$CONNS" -d "${DURATION}s" -warmup "${WARMUP}s"
+		-engine "$ENGINE" -config "$c" -round "$2" -pair "$3" -stats "$STATS"
+		-expect-keys "${EXPECT[$c]}" -pid "$CADDY_PID" -out "${4:-$RUNS}")
+	[[ -n ${COOKIE[$c]:-} ]] && args+=(-H "Cookie: ${COOKIE[$c]}")
+	"$LG" "${args[@]}"
+	kill -0 "$CADDY_PID" 2>/dev/null || die "Caddy exited during the $c run"
+}
+
+NRUNS=$((ROUNDS * ${#SELECTED[@]} * 2))
+echo "== $ROUNDS rounds x (baseline + ${SELECTED[*]}), ${DURATION}s each after ${WARMUP}s warm-up," \
+	"$CONNS connections, engine $ENGINE: $NRUNS runs, about $((NRUNS * (DURATION + WARMUP + 1) / 60 + 1)) min"
+for ((r = 1; r <= ROUNDS; r++)); do
+	echo "-- round $r/$ROUNDS"
+	# Rotate the order each round, so no config always follows the same one.
+	n=${#SELECTED[@]}
+	for ((k = 0; k < n; k++)); do
+		c=${SELECTED[$(((k + r - 1) % n))]}
+		PAIR=$((PAIR + 1))
+		run_one baseline "$r" "$PAIR"
+		run_one "$c" "$r" "$PAIR"
+	done
+done
+
+# ---------------------------------------------------------------- report
+ERRLINES=$(tail -n +"$((CAUGHT_LOG_LINES + 1))" "$WORK/caddy.log" | grep -c '"level":"error"' || true)
+if ((ERRLINES > 0)); then
+	echo "run.sh: Caddy logged $ERRLINES error lines during the runs; the first:" >&2
+	tail -n +"$((CAUGHT_LOG_LINES + 1))" "$WORK/caddy.log" | grep '"level":"error"' | head -n 3 >&2
+fi
+
+CPU=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [[ -n $(git -C "$ROOT" status --porcelain 2>/dev/null | head -n 1) ]]; then COMMIT="$COMMIT (with local changes)"; fi
+META=(
+	-meta "date=$(date -u +%Y-%m-%dT%H:%MZ)"
+	-meta "commit=$COMMIT"
+	-meta "machine=$(nproc) CPUs, ${CPU:-$(uname -m)}, $(uname -sr)"
+	-meta "go=$(go env GOVERSION)"
+	-meta "load=engine $ENGINE, $CONNS connections, ${DURATION}s per run after ${WARMUP}s warm-up, $ROUNDS rounds, interleaved with the baseline"
+	-meta "session=$NKEYS keys, ${#BODY} bytes of JSON; nosession: the cookie-store site, no cookie"
+	-meta "ratio=median req/s over the baseline's median req/s; paired: median over rounds of req/s over the baseline run just before; CPU ×: the baseline's Caddy CPU time per request over this config's (medians)"
+)
+((${#SKIPPED[@]})) && META+=(-meta "skipped=${SKIPPED[*]}")
+((ERRLINES > 0)) && META+=(-meta "caddy_error_log_lines=$ERRLINES")
+REPORT_ARGS=(report -in "$RUNS" "${META[@]}")
+for o in "${OUTS[@]}"; do REPORT_ARGS+=(-out "$o"); done
+[[ $ENFORCE == 1 ]] && REPORT_ARGS+=(-enforce)
+echo "== results (Caddy $("$CADDY" version | cut -d' ' -f1), $(nproc) CPUs)"
+REPORT_STATUS=0
+"$LG" "${REPORT_ARGS[@]}" || REPORT_STATUS=$?
+for o in "${OUTS[@]}"; do echo "   written: $o"; done
+
+# ---------------------------------------------------------------- profile
+if [[ -n $PROFILE ]]; then
+	dir=${PROFILE_DIR:-$( ((${#OUTS[@]})) && dirname "${OUTS[0]}" || echo .)}
+	mkdir -p "$dir"
+	prof=$dir/caddy-$PROFILE.pprof
+	echo "== CPU profile of Caddy during a $PROFILE run (${PROFILE_SECONDS}s, not in the table)"
+	(sleep "$WARMUP" && "$LG" fetch -timeout "$((PROFILE_SECONDS + 30))s" -o "$prof" \
+		-url "http://127.0.0.1:$ADMIN/debug/pprof/profile?seconds=$PROFILE_SECONDS") &
+	FETCH_PID=$!
+	PIDS+=("$FETCH_PID")
+	DURATION=$((PROFILE_SECONDS + 1)) run_one "$PROFILE" 0 0 "$WORK/profile-run.jsonl"
+	wait "$FETCH_PID" || die "could not fetch the profile"
+	go tool pprof -top -nodecount=30 "$CADDY" "$prof" 2>/dev/null >"$dir/caddy-$PROFILE-top.txt"
+	# The module's own work: samples under the session handler, minus the
+	# next handler's (reverse_proxy) that it calls.
+	go tool pprof -top -cum -nodecount=40 -focus='caddy-session' -ignore='reverseproxy' "$CADDY" "$prof" 2>/dev/null \
+		>"$dir/caddy-$PROFILE-session-top.txt"
+	echo "   $prof, $dir/caddy-$PROFILE-top.txt, $dir/caddy-$PROFILE-session-top.txt"
+	echo "   Caddy's total and the session module's own functions (cumulative, % of Caddy's CPU):"
+	grep -m1 'Total samples' "$dir/caddy-$PROFILE-top.txt" | sed 's/^/     /'
+	awk 'f && /caddy-session|securecookie/ { print "     " $0 } /flat%/ { f = 1 }' \
+		"$dir/caddy-$PROFILE-session-top.txt" | head -n 15
+fi
+exit "$REPORT_STATUS"

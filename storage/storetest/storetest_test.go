@@ -1,0 +1,102 @@
+package storetest_test
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/caddy-session/caddy-session/storage"
+	"github.com/caddy-session/caddy-session/storage/storetest"
+)
+
+// TestReference: a correct store passes the whole kit.
+func TestReference(t *testing.T) {
+	storetest.Run(t, func(*testing.T) storage.Store { return newRefStore("") })
+}
+
+// mutantEnv names the bug a child process plants in its reference store.
+const mutantEnv = "STORETEST_MUTANT"
+
+// TestMutantChild runs the kit against a broken store; it only runs as a
+// child of TestKitCatchesBugs, which expects it to fail.
+func TestMutantChild(t *testing.T) {
+	bug := os.Getenv(mutantEnv)
+	if bug == "" {
+		t.Skip("runs only as a child of TestKitCatchesBugs")
+	}
+	if bug == "none" {
+		bug = ""
+	}
+	storetest.Run(t, func(*testing.T) storage.Store { return newRefStore(bug) })
+}
+
+// TestKitCatchesBugs shows that every subtest of the kit can fail: for each
+// one, a store with a bug it is meant to catch is run in a child process
+// (a failing kit fails its test, which a parent test cannot contain), and
+// the child must fail that subtest.
+func TestKitCatchesBugs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the kit in child processes")
+	}
+	mutants := []struct{ bug, subtest string }{
+		{"none", ""}, // control: the harness itself passes a good store
+		{"load-missing-nil", "LoadMissing"},
+		{"always-create", "MergeMissingWithoutCreate"},
+		{"ignore-idle", "MergeCreate"},
+		{"reset-deadline", "MergeSemantics"},
+		{"replace-values", "MergeSemantics"},
+		{"merge-no-renew", "MergeSemantics"},
+		{"write-on-reject", "MergeRejected"},
+		{"shared-map", "Isolation"},
+		{"touch-unclamped", "Touch"},
+		{"touch-creates", "Touch"},
+		{"touch-ignored", "Touch"},
+		{"delete-noop", "Delete"},
+		{"rotate-copies", "Rotate"},
+		{"rotate-missing-ok", "Rotate"},
+		{"small-values", "LargeValue"},
+		{"tiny-capacity", "ManySessions"},
+		{"lost-update", "ConcurrentMerge"},
+		{"touch-rewrites", "ConcurrentMerge"},
+		{"racy-create", "ConcurrentCreate"},
+		{"lost-update", "NoResurrectionAfterDelete"},
+		{"touch-rewrites", "NoResurrectionAfterDelete"},
+		{"rotate-racy", "NoResurrectionAfterRotate"},
+		{"serve-expired", "ExpiryIdle"},
+		{"revive-expired", "ExpiryIdle"},
+		{"serve-expired", "ExpiryDeadline"},
+		{"touch-unclamped", "ExpiryDeadline"},
+		{"expires-only", "ExpiryDeadline"},
+		{"touch-ignored", "ExpiryExtended"},
+		{"merge-no-renew", "ExpiryExtended"},
+	}
+	for _, m := range mutants {
+		name := m.bug + "/" + m.subtest
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			run := "^TestMutantChild$"
+			if m.subtest != "" {
+				run += "/^" + m.subtest + "$"
+			}
+			cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.count=1", "-test.timeout=60s")
+			cmd.Env = append(os.Environ(), mutantEnv+"="+m.bug)
+			out, err := cmd.CombinedOutput()
+			if m.subtest == "" {
+				if err != nil {
+					t.Fatalf("the kit failed a correct store: %v\n%s", err, out)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("the kit passed a store with bug %q; subtest %s should have failed it\n%s", m.bug, m.subtest, out)
+			}
+			if !strings.Contains(string(out), "--- FAIL: TestMutantChild/"+m.subtest) {
+				t.Fatalf("bug %q: subtest %s did not fail (the child failed otherwise)\n%s", m.bug, m.subtest, out)
+			}
+			if strings.Contains(string(out), "panic:") {
+				t.Fatalf("bug %q: the kit panicked instead of failing\n%s", m.bug, out)
+			}
+		})
+	}
+}
