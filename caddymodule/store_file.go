@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -29,6 +27,9 @@ type FileStore struct {
 
 	// How often expired session files are removed. Default: 5m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+
+	// The open store, set by Provision: its methods are the module's.
+	storage.Store `json:"-"`
 
 	store *file.Store
 }
@@ -58,7 +59,7 @@ func (f *FileStore) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	f.store = st
+	f.store, f.Store = st, st
 	return nil
 }
 
@@ -101,31 +102,6 @@ func (f *FileStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
-}
-
-// Load implements storage.Store.
-func (f *FileStore) Load(ctx context.Context, key string) (*storage.Record, error) {
-	return f.store.Load(ctx, key)
-}
-
-// Merge implements storage.Store.
-func (f *FileStore) Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
-	return f.store.Merge(ctx, key, patch, opts)
-}
-
-// Touch implements storage.Store.
-func (f *FileStore) Touch(ctx context.Context, key string, expires time.Time) error {
-	return f.store.Touch(ctx, key, expires)
-}
-
-// Delete implements storage.Store.
-func (f *FileStore) Delete(ctx context.Context, key string) error {
-	return f.store.Delete(ctx, key)
-}
-
-// Rotate implements storage.Store.
-func (f *FileStore) Rotate(ctx context.Context, oldKey, newKey string) error {
-	return f.store.Rotate(ctx, oldKey, newKey)
 }
 
 // Interface guards

@@ -1,11 +1,8 @@
 package caddymodule
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -35,6 +32,9 @@ type MemoryStore struct {
 	// The most sessions the pool holds; past it, the least recently used
 	// go. Default: 100000.
 	MaxSessions int `json:"max_sessions,omitempty"`
+
+	// The open store, set by Provision: its methods are the module's.
+	storage.Store `json:"-"`
 
 	store   *memory.Store
 	poolKey string
@@ -67,6 +67,7 @@ func (m *MemoryStore) Provision(caddy.Context) error {
 		return err
 	}
 	m.store = v.(memoryPool).Store
+	m.Store = m.store
 	return nil
 }
 
@@ -115,31 +116,6 @@ func (m *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
-}
-
-// Load implements storage.Store.
-func (m *MemoryStore) Load(ctx context.Context, key string) (*storage.Record, error) {
-	return m.store.Load(ctx, key)
-}
-
-// Merge implements storage.Store.
-func (m *MemoryStore) Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
-	return m.store.Merge(ctx, key, patch, opts)
-}
-
-// Touch implements storage.Store.
-func (m *MemoryStore) Touch(ctx context.Context, key string, expires time.Time) error {
-	return m.store.Touch(ctx, key, expires)
-}
-
-// Delete implements storage.Store.
-func (m *MemoryStore) Delete(ctx context.Context, key string) error {
-	return m.store.Delete(ctx, key)
-}
-
-// Rotate implements storage.Store.
-func (m *MemoryStore) Rotate(ctx context.Context, oldKey, newKey string) error {
-	return m.store.Rotate(ctx, oldKey, newKey)
 }
 
 // memoryPool lets the usage pool close a store when no config uses it.

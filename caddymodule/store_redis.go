@@ -76,6 +76,9 @@ type RedisStore struct {
 	// Connections per server. Default: go-redis's (10 per CPU).
 	PoolSize int `json:"pool_size,omitempty"`
 
+	// The open store, set by Provision: its methods are the module's.
+	storage.Store `json:"-"`
+
 	store   *redis.Store
 	poolKey string
 }
@@ -161,6 +164,7 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 		return err
 	}
 	s.store = v.(redisClient).Store
+	s.Store = s.store
 	return nil
 }
 
@@ -343,31 +347,6 @@ func parseRedisTLS(d *caddyfile.Dispenser) (*RedisTLS, error) {
 		}
 	}
 	return t, nil
-}
-
-// Load implements storage.Store.
-func (s *RedisStore) Load(ctx context.Context, key string) (*storage.Record, error) {
-	return s.store.Load(ctx, key)
-}
-
-// Merge implements storage.Store.
-func (s *RedisStore) Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
-	return s.store.Merge(ctx, key, patch, opts)
-}
-
-// Touch implements storage.Store.
-func (s *RedisStore) Touch(ctx context.Context, key string, expires time.Time) error {
-	return s.store.Touch(ctx, key, expires)
-}
-
-// Delete implements storage.Store.
-func (s *RedisStore) Delete(ctx context.Context, key string) error {
-	return s.store.Delete(ctx, key)
-}
-
-// Rotate implements storage.Store.
-func (s *RedisStore) Rotate(ctx context.Context, oldKey, newKey string) error {
-	return s.store.Rotate(ctx, oldKey, newKey)
 }
 
 // redisLogger sends go-redis's own messages to Caddy's log at debug.
