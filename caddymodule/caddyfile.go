@@ -55,6 +55,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		on_store_error  fail_open|fail_closed
 //		vary_cookie     on|off
 //		sign_headers    <key>
+//		migrate_from    hydrogen_v1 [<cookie name>]
 //	}
 //
 // Every subdirective may appear once.
@@ -126,6 +127,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					err = d.Errf("on_store_error %q: use fail_open or fail_closed", v)
 				}
 				h.OnStoreError = v
+			}
+		case "migrate_from":
+			var args []string
+			if args, err = allArgs(d, 1); err == nil {
+				if len(args) > 2 {
+					err = d.ArgErr()
+				} else if args[0] != MigrateHydrogenV1 {
+					err = d.Errf("migrate_from %q: the only source known is %s", args[0], MigrateHydrogenV1)
+				} else {
+					h.MigrateFrom = args[0]
+					if len(args) == 2 {
+						h.MigrateCookie = args[1]
+					}
+				}
 			}
 		case "sign_headers":
 			h.SignHeaders, err = oneArg(d)

@@ -24,6 +24,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	s := &rw.s
 	h.load(r, now, s)
+	if h.migrateCookie != "" {
+		h.migrate(r, s, now)
+	}
 
 	if exact, sub := h.apiRoute(r.URL.Path); exact || sub {
 		return h.serveAPI(w, r, s, now, exact)

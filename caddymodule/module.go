@@ -112,22 +112,34 @@ type Handler struct {
 	// upstream this key, never the cookie secrets. Default: off.
 	SignHeaders string `json:"sign_headers,omitempty"`
 
-	opts        cookie.Options
-	secrets     *secretSource
-	store       storage.Store // nil for the cookie store
-	maxChunks   int
-	writable    map[string]bool
-	readable    map[string]bool // nil: all
-	forwardKeys map[string]bool // nil: all
-	cop         *http.CrossOriginProtection
-	failClosed  bool
-	vary        bool
-	logger      *zap.Logger
-	storeName   string
-	apiBase     string // the API path's last segment
-	cache       *cookieCache
-	names       *headerNames
-	signKey     []byte
+	// Imports sessions of another session layer, once, on a request that
+	// has no valid session: "hydrogen_v1" reads Hydrogen 1.0's
+	// CookieSessionStorage cookie (plain JSON), keeps only its
+	// client_writable keys (it was never signed, so nothing in it is
+	// trusted) and replaces it with a real session. Default: off.
+	MigrateFrom string `json:"migrate_from,omitempty"`
+
+	// The name of the cookie to import from. Default: the session cookie's
+	// name.
+	MigrateCookie string `json:"migrate_cookie,omitempty"`
+
+	opts          cookie.Options
+	secrets       *secretSource
+	store         storage.Store // nil for the cookie store
+	maxChunks     int
+	writable      map[string]bool
+	readable      map[string]bool // nil: all
+	forwardKeys   map[string]bool // nil: all
+	cop           *http.CrossOriginProtection
+	failClosed    bool
+	vary          bool
+	logger        *zap.Logger
+	storeName     string
+	apiBase       string // the API path's last segment
+	cache         *cookieCache
+	names         *headerNames
+	signKey       []byte
+	migrateCookie string // "" when migration is off
 }
 
 // CaddyModule returns the Caddy module information.
@@ -269,6 +281,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 				return fmt.Errorf("sign_headers: the key repeats secret #%d; the upstream gets this key, so it must not be a cookie secret", i+1)
 			}
 		}
+	}
+
+	switch h.MigrateFrom {
+	case "":
+	case MigrateHydrogenV1:
+		h.migrateCookie = h.MigrateCookie
+		if h.migrateCookie == "" {
+			h.migrateCookie = h.opts.Name
+		}
+	default:
+		return fmt.Errorf("migrate_from %q: the only source known is %s", h.MigrateFrom, MigrateHydrogenV1)
 	}
 
 	if h.opts.SameSite == http.SameSiteNoneMode {

@@ -25,15 +25,16 @@ type session struct {
 	deadline time.Time
 	seen     time.Time // last recorded use (idle timeout)
 
-	present  []int // chunk indexes the request carried
-	hadValue bool  // the request carried a session cookie at all
-	stale    bool  // verified by an older secret only: re-issue
-	touch    bool  // record the use (throttled idle refresh)
-	issue    bool  // send the session cookie
-	expire   bool  // expire the session cookie(s)
-	storeErr error // the store failed while loading
-	refCache string
-	codec    *cookie.Codec
+	present     []int    // chunk indexes the request carried
+	hadValue    bool     // the request carried a session cookie at all
+	stale       bool     // verified by an older secret only: re-issue
+	touch       bool     // record the use (throttled idle refresh)
+	issue       bool     // send the session cookie
+	expire      bool     // expire the session cookie(s)
+	storeErr    error    // the store failed while loading
+	expireOther []string // other cookies to expire (imported ones)
+	refCache    string
+	codec       *cookie.Codec
 }
 
 // exists reports whether the request has a live session.
@@ -385,8 +386,14 @@ func (h *Handler) writeCookies(hdr http.Header, s *session, secure bool, now tim
 			hdr.Add("Set-Cookie", h.opts.Expire(h.opts.Name, secure).String())
 		}
 	default:
-		return nil
+		if len(s.expireOther) == 0 {
+			return nil
+		}
 	}
+	for _, name := range s.expireOther {
+		hdr.Add("Set-Cookie", h.opts.Expire(name, secure).String())
+	}
+	s.expireOther = nil
 	s.issue, s.expire, s.stale = false, false, false
 	addCacheControlPrivate(hdr)
 	return nil
