@@ -30,7 +30,7 @@ OUTS=()
 [[ -n ${OUT:-} ]] && OUTS+=("$OUT")
 
 usage() {
-	sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -104,7 +104,7 @@ cleanup() {
 	exit "$status"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
 
 # ---------------------------------------------------------------- build
 echo "== building loadgen and Caddy (from $ROOT) into $WORK"
@@ -315,14 +315,28 @@ if [[ -n $PROFILE ]]; then
 	DURATION=$((PROFILE_SECONDS + 1)) run_one "$PROFILE" 0 0 "$WORK/profile-run.jsonl"
 	wait "$FETCH_PID" || die "could not fetch the profile"
 	go tool pprof -top -nodecount=30 "$CADDY" "$prof" 2>/dev/null >"$dir/caddy-$PROFILE-top.txt"
-	# The module's own work: samples under the session handler, minus the
-	# next handler's (reverse_proxy) that it calls.
-	go tool pprof -top -cum -nodecount=40 -focus='caddy-session' -ignore='reverseproxy' "$CADDY" "$prof" 2>/dev/null \
+	# The module's own work: samples under the session handler, minus those
+	# of the next handler (reverse_proxy) that it calls. Match the package
+	# path, not "caddy-session", which the binary's temp path also holds.
+	focus='github\.com/caddy-session/caddy-session/'
+	go tool pprof -top -cum -nodecount=60 -focus="$focus" -ignore='reverseproxy' "$CADDY" "$prof" 2>/dev/null \
 		>"$dir/caddy-$PROFILE-session-top.txt"
-	echo "   $prof, $dir/caddy-$PROFILE-top.txt, $dir/caddy-$PROFILE-session-top.txt"
-	echo "   Caddy's total and the session module's own functions (cumulative, % of Caddy's CPU):"
-	grep -m1 'Total samples' "$dir/caddy-$PROFILE-top.txt" | sed 's/^/     /'
-	awk 'f && /caddy-session|securecookie/ { print "     " $0 } /flat%/ { f = 1 }' \
+	# Its response side (the response writer wrapper, write-back) runs
+	# inside reverse_proxy's stack, so the filter above leaves it out.
+	{
+		echo
+		echo "== the session module's functions called from reverse_proxy (response side), cumulative:"
+		go tool pprof -top -cum -nodecount=400 -focus='reverseproxy' "$CADDY" "$prof" 2>/dev/null |
+			grep "caddy-session/caddy-session/" | grep -v '(\*Handler).ServeHTTP$' || true
+	} >>"$dir/caddy-$PROFILE-session-top.txt"
+	echo "   $prof"
+	echo "   $dir/caddy-$PROFILE-top.txt (all of Caddy)"
+	echo "   $dir/caddy-$PROFILE-session-top.txt (the session module's own work)"
+	grep -m1 'Total samples' "$dir/caddy-$PROFILE-top.txt" | sed 's/^ */   Caddy: /'
+	echo "   session module, cumulative, as % of all Caddy's samples:"
+	awk '/^== the session module/ { exit } f && /caddy-session\/caddy-session|securecookie|go-redis/ { print "     " $0 } /flat%/ { f = 1 }' \
 		"$dir/caddy-$PROFILE-session-top.txt" | head -n 15
+	echo "   response side (inside reverse_proxy; includes the wrapped writes themselves):"
+	sed -n '/^== the session module/,$p' "$dir/caddy-$PROFILE-session-top.txt" | tail -n +2 | head -n 5 | sed 's/^/     /'
 fi
 exit "$REPORT_STATUS"
