@@ -107,12 +107,19 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 		return rec, nil
 	}
 	if present {
-		if err := s.removeDead(ctx, key); err != nil {
+		// Briefly: a read must stay fast, and the sweeper removes what
+		// this misses.
+		cctx, cancel := context.WithTimeout(ctx, cleanupWait)
+		defer cancel()
+		if err := s.removeDead(cctx, key); err != nil {
 			s.logger.Debug("could not remove an expired session record; the sweeper will", zap.Error(err))
 		}
 	}
 	return nil, storage.ErrNotFound
 }
+
+// cleanupWait bounds how long Load spends removing an expired record.
+const cleanupWait = 200 * time.Millisecond
 
 // Merge applies patch to the session under key, under the session's lock;
 // see storage.Store.
