@@ -25,6 +25,11 @@ const (
 	DefaultMaxRetries   = 1
 )
 
+// protocol is the RESP version spoken: RESP2, since the store needs nothing
+// of RESP3, and go-redis checks every RESP3 connection for push
+// notifications before each command, a cost on every request.
+const protocol = 2
+
 // maxRetryBackoff caps the pause before the one retry: a longer pause only
 // makes a failing request slower.
 const maxRetryBackoff = 100 * time.Millisecond
@@ -184,6 +189,7 @@ func (c *Config) client() (goredis.UniversalClient, error) {
 	u.MaxRetries, u.MaxRetryBackoff = t.retries, maxRetryBackoff
 	u.DialerRetries = 1
 	u.ContextTimeoutEnabled = true
+	u.Protocol = protocol
 	return goredis.NewUniversalClient(u), nil
 }
 
@@ -235,6 +241,9 @@ func (c *Config) parseURL() (*goredis.Options, error) {
 	}
 	opts.DialerRetries = 1
 	opts.ContextTimeoutEnabled = true
+	if opts.Protocol == 0 {
+		opts.Protocol = protocol
+	}
 	return opts, nil
 }
 
