@@ -71,9 +71,13 @@ type Store struct {
 	// goroutine waiting on a mutex costs less than one blocked in flock.
 	mu [256]sync.Mutex
 
+	cache readCache
+
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{} // closed when the sweeper has returned
+
+	idx indexRefs // names DeleteByValue may search (index.go)
 }
 
 // New returns a Store keeping its files in dir, creating dir (mode 0700)
@@ -167,7 +171,7 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 	}
 	// No lock: writes replace the file by rename, so the read sees a
 	// whole file, old or new.
-	rec, err := s.read(p, false)
+	rec, err := s.cachedRead(key, p)
 	if err != nil {
 		return nil, err
 	}
