@@ -71,5 +71,4 @@ export XCADDY_GO_BUILD_FLAGS="${XCADDY_GO_BUILD_FLAGS:-"-ldflags='-w -s'"}"
 	--replace "$MODULE=./" \
 	"$@"
 
-./caddy version
 ./caddy list-modules | grep -E '^http\.(handlers\.session|session\.)'

@@ -123,6 +123,7 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 			h.logger.Error("expiring the session cookie", zap.Error(err))
 		}
 		hdr.Del("Content-Type")
+		h.ops.metrics.apiRequest(r.Method, http.StatusNoContent)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 
@@ -190,6 +191,7 @@ func (h *Handler) apiJSON(w http.ResponseWriter, r *http.Request, status int, v 
 		body = []byte("{}")
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	h.ops.metrics.apiRequest(r.Method, status)
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)

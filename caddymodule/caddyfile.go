@@ -56,6 +56,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		vary_cookie     on|off
 //		sign_headers    <key>
 //		migrate_from    hydrogen_v1 [<cookie name>]
+//		index_key       <key>
+//		admin_id        <id>
 //	}
 //
 // Every subdirective may appear once.
@@ -144,6 +146,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "sign_headers":
 			h.SignHeaders, err = oneArg(d)
+		case "index_key":
+			h.IndexKey, err = oneArg(d)
+		case "admin_id":
+			h.AdminID, err = oneArg(d)
 		case "vary_cookie":
 			var b bool
 			if b, err = parseSwitch(d); err == nil {

@@ -31,8 +31,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if exact, sub := h.apiRoute(r.URL.Path); exact || sub {
 		return h.serveAPI(w, r, s, now, exact)
 	}
-	if s.storeErr != nil && h.failClosed {
-		return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("session store unavailable (on_store_error fail_closed)"))
+	if s.storeErr != nil {
+		if h.failClosed {
+			h.ops.metrics.count(evFailClosed)
+			return caddyhttp.Error(http.StatusServiceUnavailable, errors.New("session store unavailable (on_store_error fail_closed)"))
+		}
+		h.ops.metrics.count(evFailOpen)
 	}
 
 	h.opts.StripCookies(r.Header)

@@ -100,9 +100,9 @@ type Handler struct {
 	// fail_open.
 	OnStoreError string `json:"on_store_error,omitempty"`
 
-	// Whether responses to requests that carried a session get
-	// "Vary: Cookie", so shared caches never serve one visitor's page to
-	// another. Default: true.
+	// Whether responses get "Vary: Cookie", so shared caches never serve
+	// one visitor's page to another (nor an anonymous page to a visitor
+	// with a session). Default: true.
 	VaryCookie *bool `json:"vary_cookie,omitempty"`
 
 	// A key (at least 32 bytes; placeholders allowed) that turns on
@@ -123,6 +123,18 @@ type Handler struct {
 	// name.
 	MigrateCookie string `json:"migrate_cookie,omitempty"`
 
+	// A session key (such as customerId) by whose value the store indexes
+	// sessions, so that the admin API can end every session that holds one
+	// value ("log out everywhere") without scanning the store. Server
+	// stores only. Default: none.
+	IndexKey string `json:"index_key,omitempty"`
+
+	// The handler's name in the admin API (/session/<admin_id>/...) and in
+	// its metrics (the id label): letters, digits, '.', '-', '_'. Default:
+	// the cookie's name. Give each handler its own when several share a
+	// cookie name but not a store or secrets.
+	AdminID string `json:"admin_id,omitempty"`
+
 	opts          cookie.Options
 	secrets       *secretSource
 	store         storage.Store // nil for the cookie store
@@ -140,6 +152,7 @@ type Handler struct {
 	names         *headerNames
 	signKey       []byte
 	migrateCookie string // "" when migration is off
+	ops           opsState
 }
 
 // CaddyModule returns the Caddy module information.
@@ -297,7 +310,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.opts.SameSite == http.SameSiteNoneMode {
 		h.logger.Warn("same_site none sends the session cookie on cross-site requests; keep it only if another site must embed this one")
 	}
-	return nil
+	return h.provisionOps(ctx) // metrics, index, admin API (ops.go)
 }
 
 // Validate checks the provisioned configuration; it changes nothing.

@@ -126,13 +126,16 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 		}
 		seen := time.UnixMilli(p.Seen)
 		if !now.Before(deadline) || (h.IdleTimeout > 0 && !now.Before(seen.Add(time.Duration(h.IdleTimeout)))) {
-			h.logger.Debug("session cookie ignored: the session has expired")
+			h.ops.metrics.count(evExpired)
+			h.debugRef("session cookie ignored: the session has expired", codec, p.ID)
 			return
 		}
 		s.id, s.values, s.created, s.deadline, s.seen, s.stale = p.ID, p.Values, created, deadline, seen, v.stale
 		s.headers = v.headers
 		s.touch = h.touchDue(seen, now)
 		s.issue = v.stale || s.touch
+		h.ops.metrics.count(evLoaded)
+		h.debugSession("session loaded", s)
 		return
 	}
 
@@ -141,7 +144,8 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		// Never adopt an ID the store does not hold.
-		h.logger.Debug("session cookie names no stored session", zap.String("session", codec.Ref(id)))
+		h.ops.metrics.count(evExpired)
+		h.debugRef("session cookie names no stored session (expired, evicted or destroyed)", codec, id)
 		return
 	case err != nil:
 		h.logger.Error("session store failed to load a session",
@@ -149,6 +153,8 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 		s.storeErr = err
 		return
 	case !rec.Live(now):
+		h.ops.metrics.count(evExpired)
+		h.debugRef("session cookie ignored: the session has expired", codec, id)
 		return
 	}
 	s.id, s.key, s.values, s.created, s.deadline, s.stale = id, v.storeKey, rec.Values, rec.Created, rec.Deadline, v.stale
@@ -157,6 +163,8 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 	}
 	if !now.Before(s.deadline) {
 		s.id, s.values = "", nil
+		h.ops.metrics.count(evExpired)
+		h.debugRef("session cookie ignored: the session has expired (max_age)", codec, id)
 		return
 	}
 	if h.IdleTimeout > 0 {
@@ -165,7 +173,8 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 		s.touch = h.touchDue(s.seen, now)
 	}
 	s.issue = v.stale
-	return
+	h.ops.metrics.count(evLoaded)
+	h.debugSession("session loaded", s)
 }
 
 // verify decodes a cookie value, or returns nil (logged at debug) when it
@@ -224,7 +233,8 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 		if err != nil {
 			return err
 		}
-		if !s.exists() {
+		created := !s.exists()
+		if created {
 			s.id = cookie.NewID()
 			s.refCache = ""
 			s.created = now
@@ -237,6 +247,12 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 		if _, err := h.cookieChunks(s, true, now); err != nil {
 			return err
 		}
+		if created {
+			h.ops.metrics.count(evCreated)
+			h.debugSession("session created", s)
+		}
+		h.ops.metrics.count(evWritten)
+		h.debugSession("session written", s, zap.Int("keys", len(patch)))
 		return nil
 	}
 
@@ -246,9 +262,16 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 		Limits:      h.limits(),
 	}
 	if s.exists() {
+		if h.IndexKey != "" {
+			// For the store's index: how long an entry must last. Stores
+			// read Deadline only when creating, by contract.
+			opts.Deadline = s.deadline
+		}
 		rec, err := h.store.Merge(ctx, storage.Key(s.id), patch, opts)
 		if err == nil {
 			s.values, s.seen, s.touch = rec.Values, now, false
+			h.ops.metrics.count(evWritten)
+			h.debugSession("session written", s, zap.Int("keys", len(patch)))
 			return nil
 		}
 		if !errors.Is(err, storage.ErrNotFound) {
@@ -265,7 +288,9 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 	s.id, s.refCache = id, ""
 	s.values, s.created, s.deadline, s.seen = rec.Values, rec.Created, rec.Deadline, now
 	s.issue, s.expire, s.touch = true, false, false
-	h.logger.Debug("session created", zap.String("session", s.ref(h)))
+	h.ops.metrics.count(evCreated)
+	h.ops.metrics.count(evWritten)
+	h.debugSession("session created", s, zap.Int("keys", len(patch)))
 	return nil
 }
 
@@ -275,7 +300,10 @@ func (h *Handler) destroy(ctx context.Context, s *session) error {
 		if err := h.store.Delete(ctx, storage.Key(s.id)); err != nil {
 			return err
 		}
-		h.logger.Debug("session destroyed", zap.String("session", s.ref(h)))
+	}
+	if s.exists() {
+		h.ops.metrics.count(evDestroyed)
+		h.debugSession("session destroyed", s)
 	}
 	s.id, s.values, s.refCache = "", nil, ""
 	s.issue, s.touch, s.stale = false, false, false
@@ -295,10 +323,14 @@ func (h *Handler) rotate(ctx context.Context, s *session, now time.Time) error {
 			return err
 		}
 	}
-	old := s.ref(h)
+	var old string
+	if h.logger.Core().Enabled(zap.DebugLevel) {
+		old = s.ref(h)
+	}
 	s.id, s.refCache = id, ""
 	s.issue, s.expire = true, false
-	h.logger.Debug("session rotated", zap.String("from", old), zap.String("session", s.ref(h)))
+	h.ops.metrics.count(evRotated)
+	h.debugSession("session rotated", s, zap.String("from", old))
 	return nil
 }
 
@@ -321,7 +353,9 @@ func (h *Handler) recordUse(ctx context.Context, s *session, now time.Time) {
 	if err := h.store.Touch(ctx, storage.Key(s.id), exp); err != nil {
 		h.logger.Error("session store failed to extend a session",
 			zap.String("store", h.storeName), zap.String("operation", "touch"), zap.Error(err))
+		return
 	}
+	h.debugSession("session touched (idle timeout extended)", s)
 }
 
 // cookieChunks returns the cookies that carry the session.
@@ -367,6 +401,13 @@ func (h *Handler) writeCookies(hdr http.Header, s *session, secure bool, now tim
 		cookies, err := h.cookieChunks(s, secure, now)
 		if err != nil {
 			return err
+		}
+		if h.ops.metrics != nil {
+			size := 0
+			for _, c := range cookies {
+				size += len(c.Value)
+			}
+			h.ops.metrics.cookie(size, len(cookies))
 		}
 		for _, c := range cookies {
 			hdr.Add("Set-Cookie", c.String())

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -180,7 +181,10 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 			h.logger.Error("setting the session cookie", zap.Error(err))
 		}
 	}
-	if h.vary && (s.hadValue || hdr["Set-Cookie"] != nil) {
+	// Every response varies by cookie, not only those to requests with a
+	// session: a shared cache must not store an anonymous page and serve
+	// it to a visitor who has a session.
+	if h.vary {
 		addVary(hdr)
 	}
 }
@@ -201,7 +205,12 @@ func (h *Handler) applyControls(ctx context.Context, s *session, c controls, now
 			continue
 		}
 		if err := h.merge(ctx, s, patch, now); err != nil {
-			h.logger.Error("ignored an X-Session-Set the session refused", zap.Error(err))
+			if isStoreFailure(err) && !errors.Is(err, errTooLarge) {
+				h.logger.Error("session store failed a write: the upstream's X-Session-Set was dropped",
+					zap.String("store", h.storeName), zap.String("operation", "merge"), zap.Error(err))
+			} else {
+				h.logger.Error("ignored an X-Session-Set the session refused", zap.Error(err))
+			}
 			continue
 		}
 	}
