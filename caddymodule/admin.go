@@ -132,7 +132,7 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 
 // handlerInfo describes one id's handlers.
 type handlerInfo struct {
-	ID       string `json:"id"`
+	ID       string `json:"handler"`
 	Store    string `json:"store"`
 	IndexKey string `json:"index_key,omitempty"`
 	Cookie   string `json:"cookie"`
@@ -186,13 +186,13 @@ func countSessions(ctx context.Context, w http.ResponseWriter, id string, handle
 		}
 		total += n
 	}
-	return writeAdminJSON(w, map[string]any{"id": id, "store": handlers[0].storeName, "sessions": total})
+	return writeAdminJSON(w, map[string]any{"handler": id, "store": handlers[0].storeName, "sessions": total})
 }
 
 // sessionInfo is what inspect shows of a session: everything but its ID,
 // which it names by its short keyed hash.
 type sessionInfo struct {
-	ID       string                     `json:"id"`
+	ID       string                     `json:"handler"`
 	Store    string                     `json:"store"`
 	Session  string                     `json:"session"`
 	Stale    bool                       `json:"verified_by_older_secret,omitempty"`
@@ -325,9 +325,9 @@ func destroyCookie(ctx context.Context, w http.ResponseWriter, id string, handle
 		destroyed++
 		ref = d.ref()
 		h.ops.metrics.count(evDestroyed)
-		h.logger.Info("session destroyed through the admin API", zap.String("id", id), zap.String("session", ref))
+		h.logger.Info("session destroyed through the admin API", zap.String("handler", id), zap.String("session", ref))
 	}
-	out := map[string]any{"id": id, "destroyed": destroyed}
+	out := map[string]any{"handler": id, "destroyed": destroyed}
 	if ref != "" {
 		out["session"] = ref
 	}
@@ -370,8 +370,8 @@ func logoutEverywhere(ctx context.Context, w http.ResponseWriter, id string, han
 	}
 	// The value is a session value (a customer ID): it stays out of the log.
 	handlers[0].logger.Info("sessions destroyed through the admin API (log out everywhere)",
-		zap.String("id", id), zap.String("key", indexKey), zap.Int("destroyed", total))
-	return writeAdminJSON(w, map[string]any{"id": id, "key": indexKey, "destroyed": total})
+		zap.String("handler", id), zap.String("key", indexKey), zap.Int("destroyed", total))
+	return writeAdminJSON(w, map[string]any{"handler": id, "key": indexKey, "destroyed": total})
 }
 
 // storeAPIErr answers a store failure with 503 and logs it as the handler

@@ -83,6 +83,12 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		}
 		body, status, err := h.readBody(r)
 		if err != nil {
+			if status == http.StatusRequestEntityTooLarge {
+				// The rest of the body stays unread: closing the
+				// connection keeps net/http from reading (and
+				// discarding) up to 256 KiB more before it answers.
+				hdr.Set("Connection", "close")
+			}
 			return h.apiFail(w, r, status, err.Error())
 		}
 		patch, err := ParsePatch(body)

@@ -112,13 +112,13 @@ func (h *Handler) warnMultiInstance(ctx caddy.Context) {
 	if st := configStorage(ctx); st != nil {
 		if _, local := st.(*certmagic.FileStorage); !local {
 			h.logger.Warn("the "+h.storeName+" session store is per host, but Caddy's storage is shared, which suggests several Caddy instances: each would keep its own sessions, and a user sent to another instance loses the session; use store redis, or sticky sessions",
-				zap.String("id", h.ops.id), zap.String("caddy_storage", fmt.Sprintf("%T", st)))
+				zap.String("handler", h.ops.id), zap.String("caddy_storage", fmt.Sprintf("%T", st)))
 		}
 	}
 	if dir != "" {
 		if fs := networkFilesystem(dir); fs != "" {
 			h.logger.Warn("the file session store's directory is on a network filesystem ("+fs+"), which suggests several hosts share it; its locks are not reliable across hosts: use store redis for several hosts",
-				zap.String("id", h.ops.id), zap.String("dir", dir))
+				zap.String("handler", h.ops.id), zap.String("dir", dir))
 		}
 	}
 }

@@ -376,6 +376,14 @@ func TestAPITooLarge(t *testing.T) {
 	noSetCookie(t, r)
 	// Replacing a key keeps the count: fine.
 	wantObject(t, b.API(t, "PATCH", `{"k1":null,"k4":4}`), http.StatusOK, `{"k2":2,"k3":3,"k4":4}`)
+
+	// The upstream is bounded by max_keys too: its write is refused, the
+	// response goes out.
+	r = b.Get(t, "/x", `X-Test-Resp: X-Session-Set: {"u1":1}`)
+	if r.Status != http.StatusOK || r.Header.Get("X-Upstream") != "1" {
+		t.Fatalf("upstream write over max_keys:\n%s", r)
+	}
+	wantObject(t, b.API(t, "GET", ""), http.StatusOK, `{"k2":2,"k3":3,"k4":4}`)
 }
 
 func TestAPIUnsupportedMediaType(t *testing.T) {

@@ -9,5 +9,7 @@
 //	go test -race ./integration/
 //
 // CADDY_SESSION_RACE=1 builds the Caddy binary with -race as well, and a data
-// race reported by that Caddy fails the test that started it.
+// race reported by that Caddy fails the test that started it. The first
+// such build of all of Caddy's modules takes minutes: warm the build cache
+// with `go build -race -o /tmp/caddy-race ./cmd/caddy` or pass -timeout 30m.
 package integration

@@ -255,4 +255,20 @@ reverse_proxy {{UPSTREAM}} {
 	if rec.Header.Get("X-Ph-Theme") != "light" {
 		t.Errorf("rotation lost data: theme %q", rec.Header.Get("X-Ph-Theme"))
 	}
+
+	// Placeholders use the header encoding: an unsafe value cannot break
+	// the request.
+	b.API(t, "PATCH", `{"theme":"a\r\nX-Injected: 1"}`)
+	r := b.Get(t, "/page")
+	if r.Status != http.StatusOK {
+		t.Fatalf("unsafe value through a placeholder:\n%s", r)
+	}
+	rec = c.Up.Last(t)
+	var s string
+	if err := json.Unmarshal([]byte(rec.Header.Get("X-Ph-Theme")), &s); err != nil || s != "a\r\nX-Injected: 1" {
+		t.Errorf("{http.session.theme} = %q, want the JSON encoding of the value", rec.Header.Get("X-Ph-Theme"))
+	}
+	if rec.Header.Get("X-Injected") != "" {
+		t.Errorf("a placeholder split a header")
+	}
 }

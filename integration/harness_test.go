@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -104,11 +105,19 @@ var (
 	ports   = map[int]bool{}
 )
 
+// portLockDir holds one lock file per port handed out, so that test
+// processes running at the same time (Caddy binds with SO_REUSEPORT, so a
+// shared port would not fail, it would split the traffic) never share one.
+var portLockDir = filepath.Join(os.TempDir(), "caddy-session-integration-ports")
+
 // freePort returns a loopback TCP port that was free a moment ago and that
-// no other test of this process got.
+// no other test, of this process or of another one, holds.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for range 50 {
+	if err := os.MkdirAll(portLockDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -119,9 +128,19 @@ func freePort(t testing.TB) int {
 		dup := ports[p]
 		ports[p] = true
 		portsMu.Unlock()
-		if !dup {
-			return p
+		if dup {
+			continue
 		}
+		f, err := os.OpenFile(filepath.Join(portLockDir, strconv.Itoa(p)), os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		t.Cleanup(func() { f.Close() })
+		return p
 	}
 	t.Fatal("no free port")
 	return 0
@@ -188,6 +207,7 @@ type Caddy struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	mark int // where the current process's logs start
 	logs syncBuffer
 }
 
@@ -195,10 +215,7 @@ type Caddy struct {
 // ends.
 func StartCaddy(t testing.TB, o CaddyOpts) *Caddy {
 	t.Helper()
-	c := newCaddy(t, o)
-	c.launch(t)
-	c.waitReady(t)
-	return c
+	return StartCaddies(t, o)[0]
 }
 
 // StartCaddies starts one Caddy per opts at the same moment, then waits for
@@ -213,7 +230,16 @@ func StartCaddies(t testing.TB, opts ...CaddyOpts) []*Caddy {
 		c.launch(t)
 	}
 	for _, c := range cs {
-		c.waitReady(t)
+		// A port found free may be taken since, as the source port of
+		// some connection: then start again on new ports.
+		for attempt := 1; !c.waitReady(t); attempt++ {
+			if attempt == 5 {
+				t.Fatalf("caddy could not bind its ports:\n%s", c.Logs())
+			}
+			c.setPorts(t)
+			c.writeConfig(t, c.opts)
+			c.launch(t)
+		}
 	}
 	return cs
 }
@@ -225,20 +251,13 @@ func newCaddy(t testing.TB, o CaddyOpts) *Caddy {
 	if o.Upstream == nil {
 		o.Upstream = NewUpstream(t)
 	}
-	c := &Caddy{t: t, Dir: t.TempDir(), Up: o.Upstream}
-	c.HTTPPort = freePort(t)
-	c.AdminPort = freePort(t)
-	c.Host = fmt.Sprintf("127.0.0.1:%d", c.HTTPPort)
-	c.Base = "http://" + c.Host
-	if o.TLS {
-		c.Base = "https://" + c.Host
-	}
+	c := &Caddy{t: t, Dir: t.TempDir(), Up: o.Upstream, opts: o}
+	c.setPorts(t)
 	c.StorageDir = o.StorageDir
 	if c.StorageDir == "" {
 		c.StorageDir = filepath.Join(c.Dir, "storage")
 	}
 	c.ConfigPath = filepath.Join(c.Dir, "Caddyfile")
-	c.opts = o
 	c.writeConfig(t, o)
 	t.Cleanup(func() {
 		c.stop(false)
@@ -254,6 +273,17 @@ func newCaddy(t testing.TB, o CaddyOpts) *Caddy {
 		}
 	})
 	return c
+}
+
+// setPorts picks new ports for c.
+func (c *Caddy) setPorts(t testing.TB) {
+	c.HTTPPort = freePort(t)
+	c.AdminPort = freePort(t)
+	c.Host = fmt.Sprintf("127.0.0.1:%d", c.HTTPPort)
+	c.Base = "http://" + c.Host
+	if c.opts.TLS {
+		c.Base = "https://" + c.Host
+	}
 }
 
 // renderCaddyfile returns the Caddyfile for o on the given ports.
@@ -309,10 +339,19 @@ func caddyEnv(dir string, extra []string) []string {
 	return append(env, extra...)
 }
 
+// start runs Caddy again on its config and ports (after a stop).
 func (c *Caddy) start(t testing.TB) {
 	t.Helper()
-	c.launch(t)
-	c.waitReady(t)
+	for attempt := 1; ; attempt++ {
+		c.launch(t)
+		if c.waitReady(t) {
+			return
+		}
+		if attempt == 10 {
+			t.Fatalf("caddy could not bind its ports again:\n%s", c.Logs())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
 
 func (c *Caddy) launch(t testing.TB) {
@@ -321,6 +360,9 @@ func (c *Caddy) launch(t testing.TB) {
 	cmd.Env = caddyEnv(c.Dir, c.opts.Env)
 	cmd.Stdout = &c.logs
 	cmd.Stderr = &c.logs
+	c.mu.Lock()
+	c.mark = len(c.logs.String())
+	c.mu.Unlock()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -334,25 +376,36 @@ func (c *Caddy) launch(t testing.TB) {
 	c.mu.Unlock()
 }
 
-func (c *Caddy) waitReady(t testing.TB) {
+// waitReady waits until Caddy listens. It returns false when Caddy exited
+// because a port was taken, and fails the test on any other exit.
+func (c *Caddy) waitReady(t testing.TB) bool {
 	t.Helper()
 	c.mu.Lock()
-	done := c.done
+	done, mark := c.done, c.mark
 	c.mu.Unlock()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
 		case <-done:
+			c.mu.Lock()
+			c.cmd = nil
+			c.mu.Unlock()
+			if strings.Contains(c.Logs()[mark:], "address already in use") {
+				return false
+			}
 			t.Fatalf("caddy exited before serving:\n%s\nCaddyfile:\n%s", c.Logs(), c.caddyfile())
 		default:
 		}
-		conn, err := net.DialTimeout("tcp", c.Host, 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-			return
+		// Ready when this process says so and the port answers.
+		if strings.Contains(c.Logs()[mark:], "serving initial configuration") {
+			conn, err := net.DialTimeout("tcp", c.Host, 200*time.Millisecond)
+			if err == nil {
+				conn.Close()
+				return true
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not listen on %s: %v\n%s", c.Host, err, c.Logs())
+			t.Fatalf("caddy did not get ready on %s:\n%s", c.Host, c.Logs())
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
@@ -391,7 +444,8 @@ func (c *Caddy) Restart(t testing.TB, env ...string) {
 	c.start(t)
 }
 
-// Kill stops Caddy with SIGKILL and starts it again.
+// KillRestart stops Caddy with SIGKILL (as a crash would) and starts it
+// again on the same config, ports and storage.
 func (c *Caddy) KillRestart(t testing.TB) {
 	t.Helper()
 	c.stop(false)

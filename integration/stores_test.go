@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // serverStores returns the session-block line for each server store; the
@@ -145,13 +146,26 @@ func TestServerStoreConcurrentWrites(t *testing.T) {
 	for name, store := range serverStores(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			c := StartCaddy(t, CaddyOpts{Session: "\tsecret " + secretA + "\n\tclient_writable base " + strings.Join(keys, " ") + "\n\t" + store})
+			c := StartCaddy(t, CaddyOpts{Session: "\tsecret " + secretA + "\n\tclient_writable base " + strings.Join(keys, " ") + "\n\tclient_readable *\n\t" + store})
 			b := c.NewBrowser()
 			wantObject(t, b.API(t, "POST", `{"base":true}`), http.StatusOK, `{"base":true}`)
 			cookie := b.Jar.Header()
 
 			var wg sync.WaitGroup
-			errs := make(chan string, len(keys))
+			errs := make(chan string, 2*len(keys))
+			for i := range keys {
+				// The upstream writes u<i> at the same time.
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r, err := c.DoErr(Req{Path: "/w", Cookie: cookie, Header: []string{fmt.Sprintf(`X-Test-Resp: X-Session-Set: {"u%d":%d}`, i, i)}})
+					if err != nil {
+						errs <- err.Error()
+					} else if r.Status != http.StatusOK {
+						errs <- fmt.Sprintf("upstream write u%d: %d", i, r.Status)
+					}
+				}()
+			}
 			for i, k := range keys {
 				wg.Add(1)
 				go func() {
@@ -173,6 +187,9 @@ func TestServerStoreConcurrentWrites(t *testing.T) {
 			for i, k := range keys {
 				if got[k] != float64(i) {
 					t.Errorf("lost update: %s = %v", k, got[k])
+				}
+				if u := fmt.Sprintf("u%d", i); got[u] != float64(i) {
+					t.Errorf("lost upstream update: %s = %v", u, got[u])
 				}
 			}
 			if got["base"] != true {
@@ -365,4 +382,78 @@ func TestFileStoreCorruptFile(t *testing.T) {
 	r = b.Get(t, "/page")
 	wantUpstreamBody(t, r, "/page")
 	noSessionHeaders(t, c.Up.Last(t))
+}
+
+// TestServerStoreNoResurrection: a request in flight with the old cookie
+// when DELETE or rotation completes does not bring the old session back
+// when it finishes, by a touch or by an upstream write (S34).
+func TestServerStoreNoResurrection(t *testing.T) {
+	t.Parallel()
+	for name, store := range serverStores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := StartCaddy(t, CaddyOpts{Session: "\tsecret " + secretA + "\n\tclient_writable theme\n\tclient_readable *\n\tidle_timeout 2s\n\t" + store})
+			var mu sync.Mutex
+			var release chan struct{}
+			c.Up.Handle("/slow", func(*Recorded, http.Header) int {
+				mu.Lock()
+				ch := release
+				mu.Unlock()
+				<-ch
+				return 0
+			})
+			for _, tc := range []struct {
+				name   string
+				header []string
+				end    func(b *Browser) // ends the old session meanwhile
+			}{
+				{"delete, touch", nil, func(b *Browser) {
+					if r := b.API(t, "DELETE", ""); r.Status != http.StatusNoContent {
+						t.Fatalf("DELETE:\n%s", r)
+					}
+				}},
+				{"delete, upstream write", []string{`X-Test-Resp: X-Session-Set: {"late":1}`}, func(b *Browser) {
+					if r := b.API(t, "DELETE", ""); r.Status != http.StatusNoContent {
+						t.Fatalf("DELETE:\n%s", r)
+					}
+				}},
+				{"rotate, upstream write", []string{`X-Test-Resp: X-Session-Set: {"late":1}`}, func(b *Browser) {
+					b.Get(t, "/rotate", "X-Test-Resp: X-Session-Rotate: 1")
+					wantObject(t, b.API(t, "GET", ""), http.StatusOK, `{"theme":"dark"}`)
+				}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					mu.Lock()
+					release = make(chan struct{})
+					mu.Unlock()
+					b := c.NewBrowser()
+					wantObject(t, b.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"theme":"dark"}`)
+					old := b.Jar.Header()
+					before := c.Up.Count()
+					done := make(chan *Resp, 1)
+					go func() {
+						r, err := c.DoErr(Req{Path: "/slow", Cookie: old, Header: tc.header})
+						if err != nil {
+							r = &Resp{Status: -1, Body: []byte(err.Error())}
+						}
+						done <- r
+					}()
+					for c.Up.Count() == before {
+						time.Sleep(10 * time.Millisecond)
+					}
+					time.Sleep(1100 * time.Millisecond) // past half the idle timeout: a touch is due
+					tc.end(b)
+					mu.Lock()
+					close(release)
+					mu.Unlock()
+					if r := <-done; r.Status != http.StatusOK {
+						t.Fatalf("slow request: %d %s", r.Status, r.Body)
+					}
+					wantObject(t, c.Do(t, Req{Path: "/__session", Cookie: old}), http.StatusOK, `{}`)
+					c.Do(t, Req{Path: "/page", Cookie: old})
+					noSessionHeaders(t, c.Up.Last(t))
+				})
+			}
+		})
+	}
 }

@@ -68,6 +68,8 @@ type Store struct {
 	count     atomic.Int64
 	evictions atomic.Uint64
 
+	idx index // sessions by the value of an indexed name (index.go)
+
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{} // closed when the sweeper has returned
@@ -191,6 +193,7 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 	}
 	data := s.names.encode(values)
 
+	fresh := e == nil
 	if e == nil {
 		e = &entry{key: k, created: opts.Now.UnixNano(), deadline: opts.Deadline.UnixNano()}
 		e.data = data
@@ -203,6 +206,7 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 		e.expires = opts.Expires(time.Unix(0, e.deadline)).UnixNano()
 		sh.touch(e)
 	}
+	s.indexWrite(sh, &k, e, fresh, values, patch)
 	// values is a fresh map from Apply; its byte slices are the caller's
 	// patch and the store's immutable old data, both fine to share.
 	return &storage.Record{
@@ -269,12 +273,14 @@ func (s *Store) Rotate(_ context.Context, oldKey, newKey string) error {
 		s.remove(from, e)
 		return storage.ErrNotFound
 	}
+	moved := s.idx.detach(ko)
 	s.remove(from, e)
 	if old := to.get(&kn); old != nil {
 		s.remove(to, old)
 	}
 	e.key = kn
 	s.insert(to, e)
+	s.idx.attach(kn, moved)
 	return nil
 }
 
@@ -338,6 +344,9 @@ func (s *Store) evict(sh *shard, victim *entry) {
 func (s *Store) remove(sh *shard, e *entry) {
 	sh.remove(e)
 	s.count.Add(-1)
+	if s.idx.indexed() != nil {
+		s.idx.drop(e.key)
+	}
 }
 
 var _ storage.Store = (*Store)(nil)

@@ -42,6 +42,8 @@ type Store struct {
 	// split is true when a session's old and new keys may live on
 	// different Cluster nodes, so that Rotate cannot be one script.
 	split bool
+
+	idx indexNames // the names indexed for DeleteByValue (index.go)
 }
 
 // New returns a Store for cfg. It checks cfg but does not connect: the
@@ -122,6 +124,10 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 		}
 	}
 
+	indexLater, err := s.indexBeforeMerge(ctx, key, patch, opts)
+	if err != nil {
+		return nil, err
+	}
 	res, err := mergeScript.Run(ctx, s.client, []string{s.prefix + key}, args...).Slice()
 	if err != nil {
 		return nil, unavailable("merge", err)
@@ -139,6 +145,11 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	rec, err := decodeMerge(res)
 	if err != nil {
 		return nil, unavailable("merge", err)
+	}
+	if indexLater {
+		if err := s.indexAfterMerge(ctx, key, patch, rec); err != nil {
+			return nil, err
+		}
 	}
 	return rec, nil
 }
@@ -199,7 +210,7 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 		case status != "ok":
 			return unavailable("rotate", fmt.Errorf("unexpected reply %q", status))
 		}
-		return nil
+		return s.indexAfterRotate(ctx, newKey)
 	}
 
 	res, err := takeScript.Run(ctx, s.client, []string{oldK}, now, nonce, ttl).Slice()
@@ -226,7 +237,7 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 	if err := putScript.Run(ctx, s.client, []string{newK}, args...).Err(); err != nil {
 		return unavailable("rotate: the session was removed from its old key but not written to the new one, so it is lost", err)
 	}
-	return nil
+	return s.indexAfterRotate(ctx, newKey)
 }
 
 // Count returns how many records the store holds, by SCAN over every
@@ -240,7 +251,9 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 	scan := func(ctx context.Context, c goredis.Cmdable) error {
 		iter := c.Scan(ctx, 0, match, 1000).Iterator()
 		for iter.Next(ctx) {
-			n.Add(1)
+			if !s.isIndexKey(iter.Val()) {
+				n.Add(1)
+			}
 		}
 		return iter.Err()
 	}

@@ -1,0 +1,65 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Counter is an optional interface of a Store that can tell how many
+// sessions it holds, for operators (the admin API's count). The number may
+// be approximate when counting exactly would block the store (a Redis SCAN
+// may count a key twice); each implementation documents how.
+type Counter interface {
+	// Count returns how many sessions the store holds.
+	Count(ctx context.Context) (int, error)
+}
+
+// Indexer is an optional interface of a Store that can find sessions by the
+// value of one of their keys, so that an operator can end every session of
+// one customer at once ("log out everywhere") without a full scan.
+//
+// The handler calls Index once per configuration that names the key
+// (index_key), before any request, and the release function when that
+// configuration is unloaded; several configurations may index the same
+// name at once (a reload provisions the new one before the old one goes),
+// so a store counts them. From Index on, the store keeps its index up to
+// date on every write: Merge (a value set, changed or deleted), Rotate (the
+// session moves to its new key), Delete, expiry and eviction. Sessions that
+// already held the key when Index was first called must be found too.
+//
+// Values are compared as compact JSON text (see IndexValue): the string
+// "c_42" and the number 42 are different values.
+type Indexer interface {
+	// Index starts maintaining the index of name, and returns the function
+	// that stops it. Calling the returned function more than once has no
+	// further effect.
+	Index(name string) (release func())
+
+	// DeleteByValue deletes every live session whose value of name equals
+	// value (compact JSON text), and returns how many it deleted. A session
+	// written concurrently may or may not be deleted; one written after
+	// DeleteByValue returns is not. It returns an error wrapping
+	// ErrNotIndexed when name is not indexed.
+	DeleteByValue(ctx context.Context, name string, value json.RawMessage) (int, error)
+}
+
+// ErrNotIndexed: DeleteByValue was asked for a key that no configuration
+// indexes.
+var ErrNotIndexed = errors.New("no index for that session key")
+
+// IndexValue returns v in the form indexes compare: compact JSON text. It
+// fails when v is not one JSON value, or is null (a null value is a deleted
+// key, which no session holds).
+func IndexValue(v []byte) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, v); err != nil {
+		return nil, fmt.Errorf("index value is not valid JSON: %v", err)
+	}
+	if buf.Len() == 0 || IsNull(buf.Bytes()) {
+		return nil, errors.New("index value is empty or null; give a JSON value such as \"c_42\" or 42")
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,316 @@
+package memory
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddy-session/caddy-session/storage"
+)
+
+// index finds sessions by the value of an indexed name (storage.Indexer),
+// exactly: it is updated under the lock of the session's shard on every
+// write, move and removal, so it never holds a session that is gone nor
+// misses one that is there.
+//
+// Lock order: a shard's lock (or two, in Rotate and eviction), then mu.
+// Nothing takes a shard lock while holding mu.
+type index struct {
+	// names is the list of indexed names, published whole so that
+	// the write path reads it with one atomic load and no lock. Nil or
+	// empty: nothing is indexed, and every hook returns at once.
+	names atomic.Pointer[[]string]
+
+	mu    sync.Mutex
+	refs  map[string]int                   // indexed name → configurations using it
+	terms map[string]map[keyBytes]struct{} // name + "\x00" + value → sessions
+	byKey map[keyBytes][]string            // session → its terms, one per indexed name it holds
+}
+
+// term is the index entry of one name's value.
+func term(name string, value []byte) string {
+	return name + "\x00" + string(value)
+}
+
+// indexed returns the indexed names, nil when there are none.
+func (x *index) indexed() []string {
+	if p := x.names.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// publish republishes names from refs (mu held).
+func (x *index) publish() {
+	if len(x.refs) == 0 {
+		x.names.Store(nil)
+		return
+	}
+	list := make([]string, 0, len(x.refs))
+	for n := range x.refs {
+		list = append(list, n)
+	}
+	x.names.Store(&list)
+}
+
+// indexWrite updates the index after a Merge wrote e under k (sh locked):
+// only when something is indexed, and the write created the session or
+// wrote an indexed name.
+func (s *Store) indexWrite(sh *shard, k *keyBytes, e *entry, fresh bool, values, patch map[string]json.RawMessage) {
+	names := s.idx.indexed()
+	if names == nil || !(fresh || touches(names, patch)) || sh.get(k) != e {
+		return
+	}
+	s.idx.set(*k, names, values)
+}
+
+// set records the terms of a session's values (its shard locked),
+// replacing the ones it had.
+func (x *index) set(k keyBytes, names []string, values map[string]json.RawMessage) {
+	var terms []string
+	for _, n := range names {
+		if v, ok := values[n]; ok && !storage.IsNull(v) {
+			terms = append(terms, term(n, v))
+		}
+	}
+	x.mu.Lock()
+	x.dropLocked(k)
+	x.attachLocked(k, terms)
+	x.mu.Unlock()
+}
+
+// drop forgets a session (its shard locked).
+func (x *index) drop(k keyBytes) {
+	x.mu.Lock()
+	x.dropLocked(k)
+	x.mu.Unlock()
+}
+
+// detach forgets a session and returns its terms, for Rotate to attach
+// them to the session's new key.
+func (x *index) detach(k keyBytes) []string {
+	if x.indexed() == nil {
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	terms := x.byKey[k]
+	x.dropLocked(k)
+	return terms
+}
+
+// attach records terms for a session (its shard locked).
+func (x *index) attach(k keyBytes, terms []string) {
+	if len(terms) == 0 {
+		return
+	}
+	x.mu.Lock()
+	x.attachLocked(k, terms)
+	x.mu.Unlock()
+}
+
+func (x *index) dropLocked(k keyBytes) {
+	for _, t := range x.byKey[k] {
+		if set := x.terms[t]; set != nil {
+			delete(set, k)
+			if len(set) == 0 {
+				delete(x.terms, t)
+			}
+		}
+	}
+	delete(x.byKey, k)
+}
+
+func (x *index) attachLocked(k keyBytes, terms []string) {
+	if len(terms) == 0 {
+		return
+	}
+	if x.terms == nil {
+		x.terms = make(map[string]map[keyBytes]struct{})
+		x.byKey = make(map[keyBytes][]string)
+	}
+	for _, t := range terms {
+		set := x.terms[t]
+		if set == nil {
+			set = make(map[keyBytes]struct{})
+			x.terms[t] = set
+		}
+		set[k] = struct{}{}
+	}
+	x.byKey[k] = terms
+}
+
+// holds reports whether a session is indexed under t (its shard locked).
+func (x *index) holds(k keyBytes, t string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	_, ok := x.terms[t][k]
+	return ok
+}
+
+// touches reports whether a patch writes an indexed name.
+func touches(names []string, patch map[string]json.RawMessage) bool {
+	for _, n := range names {
+		if _, ok := patch[n]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Index starts indexing sessions by their value of name (storage.Indexer).
+// Sessions already in the store are indexed before it returns, one shard
+// at a time. Several callers may index one name; the index goes when the
+// last one releases it. It costs a map entry per indexed session, and on
+// every write that sets the name, a short lock.
+func (s *Store) Index(name string) (release func()) {
+	x := &s.idx
+	x.mu.Lock()
+	if x.refs == nil {
+		x.refs = make(map[string]int)
+	}
+	x.refs[name]++
+	first := x.refs[name] == 1
+	if first {
+		x.publish()
+	}
+	x.mu.Unlock()
+	if first {
+		s.backfill(name)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { s.unindex(name) }) }
+}
+
+// backfill indexes the sessions that held name before it was indexed.
+// Writes that run meanwhile index their sessions themselves: they read the
+// published names under their shard's lock, which this takes after
+// publishing.
+func (s *Store) backfill(name string) {
+	now := s.now().UnixNano()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for e := sh.lru.next; e != &sh.lru; e = e.next {
+			if !e.live(now) {
+				continue
+			}
+			values := s.names.decode(e.data)
+			v, ok := values[name]
+			if !ok || storage.IsNull(v) {
+				continue
+			}
+			t := term(name, v)
+			s.idx.mu.Lock()
+			if _, done := s.idx.terms[t][e.key]; !done {
+				terms := append(append([]string(nil), s.idx.byKey[e.key]...), t)
+				s.idx.dropLocked(e.key)
+				s.idx.attachLocked(e.key, terms)
+			}
+			s.idx.mu.Unlock()
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// unindex drops one user of name's index, and the index when it was the
+// last.
+func (s *Store) unindex(name string) {
+	x := &s.idx
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.refs[name]--; x.refs[name] > 0 {
+		return
+	}
+	delete(x.refs, name)
+	x.publish()
+	prefix := name + "\x00"
+	for t, set := range x.terms {
+		if len(t) < len(prefix) || t[:len(prefix)] != prefix {
+			continue
+		}
+		for k := range set {
+			kept := x.byKey[k][:0:0]
+			for _, other := range x.byKey[k] {
+				if other != t {
+					kept = append(kept, other)
+				}
+			}
+			if len(kept) == 0 {
+				delete(x.byKey, k)
+			} else {
+				x.byKey[k] = kept
+			}
+		}
+		delete(x.terms, t)
+	}
+}
+
+// DeleteByValue deletes every live session whose value of name is value
+// (compact JSON text, see storage.IndexValue) and returns how many it
+// deleted (storage.Indexer). It looks the sessions up in the index, never
+// scanning the store.
+func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMessage) (int, error) {
+	t := term(name, value)
+	s.idx.mu.Lock()
+	if s.idx.refs[name] == 0 {
+		s.idx.mu.Unlock()
+		return 0, fmt.Errorf("memory store: %w: %q", storage.ErrNotIndexed, name)
+	}
+	keys := make([]keyBytes, 0, len(s.idx.terms[t]))
+	for k := range s.idx.terms[t] {
+		keys = append(keys, k)
+	}
+	s.idx.mu.Unlock()
+
+	deleted := 0
+	for i := range keys {
+		if err := ctx.Err(); err != nil {
+			return deleted, err
+		}
+		k := &keys[i]
+		sh := s.shard(k)
+		now := s.now().UnixNano()
+		sh.mu.Lock()
+		// The session may have changed value, moved or gone since the
+		// index was read: only what the index says now, under the
+		// shard's lock, counts.
+		if e := sh.get(k); e != nil && s.idx.holds(*k, t) {
+			if e.live(now) {
+				deleted++
+			}
+			s.remove(sh, e)
+		}
+		sh.mu.Unlock()
+	}
+	return deleted, nil
+}
+
+// Count returns how many live sessions the store holds (storage.Counter):
+// unlike Len, it leaves out expired sessions the sweeper has not removed
+// yet. It visits every session, one shard at a time.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	n := 0
+	for i := range s.shards {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		sh := &s.shards[i]
+		now := s.now().UnixNano()
+		sh.mu.Lock()
+		for e := sh.lru.next; e != &sh.lru; e = e.next {
+			if e.live(now) {
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n, nil
+}
+
+var (
+	_ storage.Indexer = (*Store)(nil)
+	_ storage.Counter = (*Store)(nil)
+)
