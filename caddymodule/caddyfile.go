@@ -170,6 +170,9 @@ func parseCookie(d *caddyfile.Dispenser) (*CookieConfig, error) {
 	c := new(CookieConfig)
 	if d.NextArg() {
 		c.Name = d.Val()
+		if _, err := c.options(); err != nil {
+			return nil, d.Errf("%v", err)
+		}
 	}
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -223,8 +226,13 @@ func parseCookie(d *caddyfile.Dispenser) (*CookieConfig, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Check the attributes as they come, so an error names the line
+		// that made the cookie invalid (a __Host- name with a domain, say):
+		// no later attribute can make an invalid cookie valid again.
+		if _, err := c.options(); err != nil {
+			return nil, d.Errf("%v", err)
+		}
 	}
-	// Check the attributes together now, so the error carries a line.
 	if _, err := c.options(); err != nil {
 		return nil, d.Errf("%v", err)
 	}

@@ -153,3 +153,12 @@ func findHandlers(v any, name string) []map[string]any {
 	}
 	return out
 }
+
+// TestCaddyfileCookieErrorLine: an invalid cookie is reported at the line
+// that made it invalid.
+func TestCaddyfileCookieErrorLine(t *testing.T) {
+	_, err := adapt(t, ":8080 {\n\tsession {\n\t\tcookie __Host-s {\n\t\t\tpath /\n\t\t\tdomain example.com\n\t\t\thttp_only\n\t\t}\n\t}\n}\n")
+	if err == nil || !strings.Contains(err.Error(), "Caddyfile:5") {
+		t.Errorf("want the error at line 5 (domain), got %v", err)
+	}
+}

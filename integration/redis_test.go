@@ -69,6 +69,19 @@ func TestRedisTwoInstances(t *testing.T) {
 	viaB.Get(t, "/page")
 	wantSessionHeaders(t, b.Up.Last(t), map[string]string{"X-Session-Theme": "blue", "X-Session-Customerid": "c_42"})
 
+	// Rotated through B (sign-in): the old ID is dead on A at once, the
+	// new one works there.
+	beforeRotate := jar.Header()
+	r = viaB.Get(t, "/login", "X-Test-Resp: X-Session-Rotate: 1")
+	if len(redisIssuedValues(t, r)) != 1 || jar.Header() == beforeRotate {
+		t.Fatalf("X-Session-Rotate must issue a new cookie; Set-Cookie %q", r.SetCookies())
+	}
+	wantObject(t, a.Do(t, Req{Path: "/__session", Cookie: beforeRotate}), http.StatusOK, `{}`)
+	a.Do(t, Req{Path: "/page", Cookie: beforeRotate})
+	noSessionHeaders(t, a.Up.Last(t))
+	viaA.Get(t, "/page")
+	wantSessionHeaders(t, a.Up.Last(t), map[string]string{"X-Session-Theme": "blue", "X-Session-Customerid": "c_42"})
+
 	// Destroyed through B: 204, the cookie expired, the record gone from
 	// Redis.
 	old := jar.Header()
@@ -107,6 +120,50 @@ func TestRedisTwoInstances(t *testing.T) {
 	}
 	wantObject(t, b.Do(t, Req{Path: "/__session", Cookie: old}), http.StatusOK, `{}`)
 	wantObject(t, b.Do(t, Req{Path: "/__session", Cookie: "__session=" + fresh[0]}), http.StatusOK, `{"theme":"new"}`)
+}
+
+// TestRedisTwoInstancesConcurrentWrites: upstream writes of different
+// keys to one session, sent at once through two instances, all survive
+// (each write is an atomic merge in Redis, whichever instance sends it).
+func TestRedisTwoInstancesConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	session := redisSession(srv.URL(), "client_writable theme")
+	cs := StartCaddies(t, CaddyOpts{Session: session}, CaddyOpts{Session: session})
+	b := cs[0].NewBrowser()
+	wantObject(t, b.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"theme":"dark"}`)
+	cookie := b.Jar.Header()
+
+	const writes = 24
+	var wg sync.WaitGroup
+	errs := make(chan error, writes)
+	for i := range writes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := cs[i%2].DoErr(Req{Path: "/w", Cookie: cookie,
+				Header: []string{fmt.Sprintf(`X-Test-Resp: X-Session-Set: {"k%d":%d}`, i, i)}})
+			switch {
+			case err != nil:
+				errs <- err
+			case r.Status != http.StatusOK || len(setCookieFor(r, "__session")) > 0:
+				errs <- fmt.Errorf("write %d: want 200 and no new cookie, got:\n%s", i, r)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	want := map[string]string{"X-Session-Theme": "dark"}
+	for i := range writes {
+		want[fmt.Sprintf("X-Session-K%d", i)] = fmt.Sprint(i)
+	}
+	for _, c := range cs {
+		c.Do(t, Req{Path: "/page", Cookie: cookie})
+		wantSessionHeaders(t, c.Up.Last(t), want)
+	}
 }
 
 // wantUpstream200 checks that r is the echo upstream's 200 for path.
@@ -890,9 +947,8 @@ func TestRedisTLSAndAuth(t *testing.T) {
 	wantSessionHeaders(t, good.Up.Last(t), map[string]string{"X-Session-Theme": "dark"})
 
 	ctl := goredisTLSClient(t, srv, pki, password)
-	keys, err := ctl.Keys(context.Background(), "caddy-session:*").Result()
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("want the one session in the TLS Redis, got %q (%v)", keys, err)
+	if entries := redisDump(t, ctl); len(entries) != 1 || !strings.HasPrefix(entries[0].Key, "caddy-session:") {
+		t.Fatalf("want the one session in the TLS Redis, got %v", entries)
 	}
 
 	// The wrong password: the session is unreadable, promptly.
