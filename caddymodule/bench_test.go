@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
 const testSecret = "bench-secret-0123456789abcdef0123456789abcdef"
@@ -80,6 +81,9 @@ func BenchmarkServeHTTP(b *testing.B) {
 		{"memory", `{"backend":"memory","name":"bench"}`},
 	} {
 		h := newTestHandler(b, benchConfig(tc.store))
+		// Production logs at info: debug lines must not count here.
+		h.logger = zap.NewNop()
+		h.ops.debugLog = nil
 		b.Run(tc.name+"/no-session", func(b *testing.B) {
 			benchRequests(b, h, "", "GET", "/products", "")
 		})

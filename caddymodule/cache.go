@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"hash/maphash"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/caddy-session/caddy-session/storage"
@@ -32,6 +33,7 @@ type verifiedCookie struct {
 type headerPair struct {
 	name  string // canonical
 	value string
+	end   int // where value ends in the shared string, while building
 }
 
 // cookieCache holds recently verified cookie values, bounded: past its size
@@ -124,41 +126,41 @@ func (n *headerNames) get(key string) string {
 	return name
 }
 
-// forwardedHeaders returns the headers that carry values upstream: keys
-// filtered out by forward are left out, and so are values too large for a
-// header (reported through oversize). All values share one string, so the
-// whole set costs two allocations.
-func (h *Handler) forwardedHeaders(values map[string]json.RawMessage, oversize func(key string, n int)) []headerPair {
+// forwardedHeaders returns the headers that carry values upstream,
+// appended to dst: keys filtered out by forward are left out, and so are
+// values too large for a header (reported through oversize). All values
+// share one string.
+func (h *Handler) forwardedHeaders(values map[string]json.RawMessage, dst []headerPair, oversize func(key string, n int)) []headerPair {
 	if len(values) == 0 {
 		return nil
 	}
-	out := make([]headerPair, 0, len(values))
+	out := dst[:0]
 	size := 0
 	for _, v := range values {
-		size += len(v) + 16 // room for a few escapes
+		size += len(v)
 	}
-	buf := make([]byte, 0, size)
-	ends := make([]int, 0, len(values))
+	var b strings.Builder
+	b.Grow(size + 16)
 	for k, v := range values {
 		if h.forwardKeys != nil && !h.forwardKeys[k] {
 			continue
 		}
 		name := h.names.get(k)
-		start := len(buf)
-		buf = appendHeaderValue(buf, v)
-		if len(name)+len(buf)-start > maxForwardedHeader {
-			oversize(k, len(buf)-start)
-			buf = buf[:start]
-			continue
+		if len(name)+maxHeaderValueLen(v) > maxForwardedHeader {
+			// Possibly too large: measure before writing.
+			if n := len(HeaderValue(v)); len(name)+n > maxForwardedHeader {
+				oversize(k, n)
+				continue
+			}
 		}
-		out = append(out, headerPair{name: name})
-		ends = append(ends, len(buf))
+		writeHeaderValue(&b, v)
+		out = append(out, headerPair{name: name, end: b.Len()})
 	}
-	all := string(buf)
+	all := b.String()
 	start := 0
 	for i := range out {
-		out[i].value = all[start:ends[i]]
-		start = ends[i]
+		out[i].value = all[start:out[i].end]
+		start = out[i].end
 	}
 	return out
 }

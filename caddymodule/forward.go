@@ -19,9 +19,15 @@ const maxForwardedHeader = 8 << 10
 // were removed before; a key that is absent or filtered out sends nothing.
 func (h *Handler) forward(r *http.Request, s *session) {
 	if s.headers == nil {
-		s.headers = h.forwardedHeaders(s.values, func(k string, n int) { h.warnOversize(s, k, n) })
+		s.headers = h.forwardedHeaders(s.values, s.pairBuf[:0], func(k string, n int) { h.warnOversize(s, k, n) })
 	}
-	backing := make([]string, len(s.headers))
+	// Each header gets its own []string: a later handler may edit r.Header
+	// in place. Small sessions use the session's own array.
+	backing := s.valueBuf[:0]
+	if len(s.headers) > len(s.valueBuf) {
+		backing = make([]string, len(s.headers))
+	}
+	backing = backing[:len(s.headers)]
 	for i, p := range s.headers {
 		backing[i] = p.value
 		r.Header[p.name] = backing[i : i+1 : i+1]
@@ -61,25 +67,34 @@ func (h *Handler) setPlaceholders(repl *caddy.Replacer, s *session) {
 // text with every byte outside printable ASCII escaped as \uXXXX, so a
 // header never breaks, never splits and never carries a control byte.
 func HeaderValue(v json.RawMessage) string {
-	return string(appendHeaderValue(nil, v))
+	var b strings.Builder
+	writeHeaderValue(&b, v)
+	return b.String()
 }
 
-// appendHeaderValue appends HeaderValue(v) to buf.
-func appendHeaderValue(buf []byte, v json.RawMessage) []byte {
+// maxHeaderValueLen bounds len(HeaderValue(v)): at worst every byte
+// becomes a six-byte escape.
+func maxHeaderValueLen(v json.RawMessage) int { return 6 * len(v) }
+
+// writeHeaderValue writes HeaderValue(v) to b.
+func writeHeaderValue(b *strings.Builder, v json.RawMessage) {
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		inner := v[1 : len(v)-1]
 		if bytes.IndexByte(inner, '\\') < 0 && bytes.IndexByte(inner, '"') < 0 && printableASCII(inner) {
-			return append(buf, inner...) // the common case: plain text
+			b.Write(inner) // the common case: plain text
+			return
 		}
 		var s string
 		if json.Unmarshal(v, &s) == nil && printableASCII(s) {
-			return append(buf, s...)
+			b.WriteString(s)
+			return
 		}
 	}
 	if printableASCII(v) {
-		return append(buf, v...)
+		b.Write(v)
+		return
 	}
-	return appendASCIIJSON(buf, v)
+	writeASCIIJSON(b, v)
 }
 
 // printableASCII reports whether s holds only bytes 0x20 to 0x7E.
@@ -92,23 +107,23 @@ func printableASCII[T ~string | ~[]byte](s T) bool {
 	return true
 }
 
-// appendASCIIJSON appends JSON text rewritten so that every byte outside
+// writeASCIIJSON writes JSON text rewritten so that every byte outside
 // printable ASCII is a \u escape. Bytes outside strings cannot be anything
 // but JSON whitespace, which is dropped; invalid UTF-8 becomes U+FFFD.
-func appendASCIIJSON(b []byte, v json.RawMessage) []byte {
+func writeASCIIJSON(b *strings.Builder, v json.RawMessage) {
 	const hex = "0123456789abcdef"
 	esc := func(r rune) {
-		b = append(b, '\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
+		b.Write([]byte{'\\', 'u', hex[r>>12&0xf], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf]})
 	}
 	for i := 0; i < len(v); {
 		c := v[i]
 		if c >= 0x20 && c <= 0x7e {
-			b = append(b, c)
+			b.WriteByte(c)
 			i++
 			continue
 		}
 		if c < utf8.RuneSelf {
-			if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			if c == '\t' || c == '\n' || c == '\r' {
 				i++ // whitespace between tokens
 				continue
 			}
@@ -126,7 +141,6 @@ func appendASCIIJSON(b []byte, v json.RawMessage) []byte {
 		}
 		esc(r)
 	}
-	return b
 }
 
 // utf16Surrogates splits a rune above the BMP into its UTF-16 pair.

@@ -21,6 +21,8 @@ type session struct {
 	key      string                     // store key of id (server stores)
 	values   map[string]json.RawMessage // never modified in place
 	headers  []headerPair               // forwarded headers; nil: compute from values
+	pairBuf  [8]headerPair              // room for a small session's headers
+	valueBuf [8]string                  // room for their []string values
 	created  time.Time
 	deadline time.Time
 	seen     time.Time // last recorded use (idle timeout)
@@ -191,7 +193,7 @@ func (h *Handler) verify(codec *cookie.Codec, value string) *verifiedCookie {
 			if v.payload.Values == nil {
 				v.payload.Values = map[string]json.RawMessage{}
 			}
-			v.headers = h.forwardedHeaders(v.payload.Values, func(k string, n int) {
+			v.headers = h.forwardedHeaders(v.payload.Values, nil, func(k string, n int) {
 				h.logger.Warn("session value too large to forward as a header; not forwarded",
 					zap.String("key", k), zap.Int("bytes", n), zap.String("session", codec.Ref(v.payload.ID)))
 			})
