@@ -588,12 +588,7 @@ func (d *demo) shotsFor(t *testing.T) *shots {
 	if s, ok := d.shots[t.Name()]; ok {
 		return s
 	}
-	dir := filepath.Join(d.shotsRoot, unsafeName.ReplaceAllString(t.Name(), "_"))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshots: %s", dir)
-	s := &shots{dir: dir}
+	s := &shots{dir: filepath.Join(d.shotsRoot, unsafeName.ReplaceAllString(t.Name(), "_"))}
 	d.shots[t.Name()] = s
 	return s
 }
@@ -602,10 +597,17 @@ func (d *demo) shotsFor(t *testing.T) *shots {
 func (tb *tab) shot(name string) {
 	tb.t.Helper()
 	png := run(tb, "screenshot "+name, fullPage(1280))
-	tb.shots.mu.Lock()
-	tb.shots.n++
-	path := filepath.Join(tb.shots.dir, fmt.Sprintf("%02d-%s.png", tb.shots.n, unsafeName.ReplaceAllString(name, "-")))
-	tb.shots.mu.Unlock()
+	s := tb.shots
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == 0 {
+		if err := os.MkdirAll(s.dir, 0o755); err != nil {
+			tb.t.Fatal(err)
+		}
+		tb.t.Logf("screenshots: %s", s.dir)
+	}
+	s.n++
+	path := filepath.Join(s.dir, fmt.Sprintf("%02d-%s.png", s.n, unsafeName.ReplaceAllString(name, "-")))
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		tb.t.Fatal(err)
 	}

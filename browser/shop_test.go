@@ -32,11 +32,13 @@ var stores = []store{
 	{"memory", func(d *demo) string { return d.memoryBase }},
 }
 
-// forEachStore runs f once per gateway, as subtests.
+// forEachStore runs f once per gateway, as parallel subtests: each has
+// browser contexts of its own.
 func forEachStore(t *testing.T, f func(t *testing.T, d *demo, base string, st store)) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			d := setup(t)
+			t.Parallel()
 			f(t, d, st.base(d), st)
 		})
 	}
@@ -208,10 +210,10 @@ func fullPage(width float64) chromedp.Action[[]byte] {
 		if m.CSSContentSize != nil && m.CSSContentSize.Height > 0 {
 			height = math.Min(math.Ceil(m.CSSContentSize.Height), 6000)
 		}
-		beyond := true
+		yes := true
 		res, err := cdp.Call(ctx, t, page.CaptureScreenshot, page.CaptureScreenshotParams{
 			Format:                page.CaptureScreenshotFormatPng,
-			CaptureBeyondViewport: &beyond,
+			CaptureBeyondViewport: &yes,
 			Clip:                  &page.Viewport{Width: width, Height: height, Scale: 1},
 		})
 		return res.Data, err

@@ -114,7 +114,7 @@ func TestConcurrentWritesFromTwoTabs(t *testing.T) {
 		b := a.another("tab B")
 		b.visit(base + "/")
 
-		countries := []string{"GB", "DE", "FR", "JP", "US"}
+		countries := []string{"GB", "DE", "FR"}
 		lost := 0
 		for round, country := range countries {
 			// The session must exist before the race: two first writes
@@ -169,8 +169,6 @@ func TestConcurrentWritesFromTwoTabs(t *testing.T) {
 		if st.name == "cookie" {
 			t.Logf("cookie store: %d of %d races lost a write (last write wins, as documented)", lost, len(countries))
 		}
-		a.reload()
-		a.shot("after-races")
 	})
 }
 

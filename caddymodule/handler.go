@@ -23,12 +23,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		now:                   now,
 	}
 	s := &rw.s
+	exact, sub := h.apiRoute(r.URL.Path)
+	s.deferLoad = exact && h.store != nil && (r.Method == http.MethodPost || r.Method == http.MethodPatch)
 	h.load(r, now, s)
 	if h.migrateCookie != "" {
 		h.migrate(r, s, now)
 	}
 
-	if exact, sub := h.apiRoute(r.URL.Path); exact || sub {
+	if exact || sub {
 		return h.serveAPI(w, r, s, now, exact)
 	}
 	if s.storeErr != nil {
@@ -61,6 +63,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			rw.finish()
 		}
 	}
+	// Trailers go out when the handler returns, from whatever the header
+	// map holds then: reverse_proxy adds the upstream's after the body.
+	scrubTrailers(w.Header())
 	return err
 }
 

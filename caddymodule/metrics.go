@@ -293,9 +293,12 @@ func (s *instrumentedStore) done(op int, start time.Time, err error) {
 // isStoreFailure tells a store failure from a verdict on the request (no
 // such session, a refused merge).
 func isStoreFailure(err error) bool {
+	if errors.Is(err, storage.ErrNotFound) {
+		return false // common: checked first, without allocating
+	}
 	var keyErr *storage.KeyError
 	var limErr *storage.LimitError
-	return !errors.Is(err, storage.ErrNotFound) && !errors.As(err, &keyErr) && !errors.As(err, &limErr)
+	return !errors.As(err, &keyErr) && !errors.As(err, &limErr)
 }
 
 // Load implements storage.Store.

@@ -21,12 +21,14 @@ type opsState struct {
 	raw        storage.Store // nil for the cookie store
 	release    func()        // ends this handler's use of the index
 	registered bool
+	debugLog   *zap.Logger // the handler's logger, reporting its callers' lines
 }
 
 // provisionOps runs last in Provision: it names the handler, resolves its
 // metrics, wraps the store to time it, starts the index and makes the
 // handler reachable from the admin API.
 func (h *Handler) provisionOps(ctx caddy.Context) error {
+	h.ops.debugLog = h.logger.WithOptions(zap.AddCallerSkip(1))
 	h.ops.id = h.AdminID
 	if h.ops.id == "" {
 		h.ops.id = h.opts.Name
@@ -99,28 +101,35 @@ func validAdminID(id string) bool {
 // directory is on a network filesystem. Each instance would then have its
 // own sessions, and a user sent to another one is logged out.
 func (h *Handler) warnMultiInstance(ctx caddy.Context) {
+	for _, msg := range multiInstanceWarnings(h.storeName, h.ops.raw, configStorage(ctx)) {
+		h.logger.Warn(msg, zap.String("handler", h.ops.id))
+	}
+}
+
+// multiInstanceWarnings returns the warnings of warnMultiInstance.
+func multiInstanceWarnings(storeName string, raw storage.Store, st certmagic.Storage) []string {
 	var dir string
-	switch s := h.ops.raw.(type) {
+	switch s := raw.(type) {
 	case *MemoryStore:
 	case *FileStore:
 		if s.store != nil {
 			dir = s.store.Dir()
 		}
 	default:
-		return
+		return nil
 	}
-	if st := configStorage(ctx); st != nil {
+	var out []string
+	if st != nil {
 		if _, local := st.(*certmagic.FileStorage); !local {
-			h.logger.Warn("the "+h.storeName+" session store is per host, but Caddy's storage is shared, which suggests several Caddy instances: each would keep its own sessions, and a user sent to another instance loses the session; use store redis, or sticky sessions",
-				zap.String("handler", h.ops.id), zap.String("caddy_storage", fmt.Sprintf("%T", st)))
+			out = append(out, fmt.Sprintf("the %s session store keeps sessions per host, but Caddy's storage is shared (%T), which suggests several Caddy instances: each would keep its own sessions, and a user sent to another instance loses the session; use store redis, or sticky sessions", storeName, st))
 		}
 	}
 	if dir != "" {
 		if fs := networkFilesystem(dir); fs != "" {
-			h.logger.Warn("the file session store's directory is on a network filesystem ("+fs+"), which suggests several hosts share it; its locks are not reliable across hosts: use store redis for several hosts",
-				zap.String("handler", h.ops.id), zap.String("dir", dir))
+			out = append(out, fmt.Sprintf("the file session store's directory %s is on a network filesystem (%s), which suggests several hosts share it; its locks do not hold across hosts: use store redis for several hosts", dir, fs))
 		}
 	}
+	return out
 }
 
 // configStorage returns Caddy's configured storage, or nil outside a real
@@ -210,14 +219,21 @@ func storeIdentity(s storage.Store) string {
 // debugSession writes a debug line about a session, naming it by its
 // short keyed hash; the hash is computed only when debug is on.
 func (h *Handler) debugSession(msg string, s *session, fields ...zap.Field) {
-	if ce := h.logger.Check(zap.DebugLevel, msg); ce != nil {
+	if ce := h.debugLogger().Check(zap.DebugLevel, msg); ce != nil {
 		ce.Write(append(fields, zap.String("session", s.ref(h)))...)
 	}
 }
 
+func (h *Handler) debugLogger() *zap.Logger {
+	if h.ops.debugLog != nil {
+		return h.ops.debugLog
+	}
+	return h.logger
+}
+
 // debugRef is debugSession for a session known only by its ID.
 func (h *Handler) debugRef(msg string, codec *cookie.Codec, id string) {
-	if ce := h.logger.Check(zap.DebugLevel, msg); ce != nil {
+	if ce := h.debugLogger().Check(zap.DebugLevel, msg); ce != nil {
 		ce.Write(zap.String("session", codec.Ref(id)))
 	}
 }

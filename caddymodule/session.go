@@ -28,6 +28,7 @@ type session struct {
 	seen     time.Time // last recorded use (idle timeout)
 
 	present     []int    // chunk indexes the request carried
+	deferLoad   bool     // server stores: leave the load to the write (API writes)
 	hadValue    bool     // the request carried a session cookie at all
 	stale       bool     // verified by an older secret only: re-issue
 	touch       bool     // record the use (throttled idle refresh)
@@ -142,6 +143,12 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 	}
 
 	id := v.id
+	if s.deferLoad {
+		// An API write merges straight into the store, which says then
+		// whether the session exists: one round trip instead of two.
+		s.id, s.key, s.stale = id, v.storeKey, v.stale
+		return
+	}
 	rec, err := h.store.Load(r.Context(), v.storeKey)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -272,6 +279,10 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 		rec, err := h.store.Merge(ctx, storage.Key(s.id), patch, opts)
 		if err == nil {
 			s.values, s.seen, s.touch = rec.Values, now, false
+			s.created, s.deadline = rec.Created, rec.Deadline
+			if d := h.deadlineFor(rec.Created); d.Before(s.deadline) {
+				s.deadline = d
+			}
 			h.ops.metrics.count(evWritten)
 			h.debugSession("session written", s, zap.Int("keys", len(patch)))
 			return nil

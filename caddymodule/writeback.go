@@ -87,11 +87,7 @@ func (rw *responseWriter) FlushError() error {
 // header, and any Set-Cookie for the session cookie that did not come from
 // the module.
 func (h *Handler) scrubResponse(hdr http.Header) {
-	for name := range hdr {
-		if IsReservedHeader(name) {
-			delete(hdr, name)
-		}
-	}
+	scrubTrailers(hdr)
 	h.dropSessionSetCookies(hdr)
 }
 
@@ -104,10 +100,10 @@ func (h *Handler) dropSessionSetCookies(hdr http.Header) {
 	}
 	kept := lines[:0:0]
 	for _, line := range lines {
-		name, _, _ := strings.Cut(line, "=")
-		if h.opts.IsSessionCookie(strings.TrimSpace(name)) {
+		name := setCookieName(line)
+		if h.opts.IsSessionCookie(name) {
 			h.logger.Warn("dropped an upstream Set-Cookie for the session cookie; only the session handler sets it",
-				zap.String("cookie", strings.TrimSpace(name)))
+				zap.String("cookie", name))
 			continue
 		}
 		kept = append(kept, line)
@@ -116,6 +112,40 @@ func (h *Handler) dropSessionSetCookies(hdr http.Header) {
 		delete(hdr, "Set-Cookie")
 	} else {
 		hdr["Set-Cookie"] = kept
+	}
+}
+
+// setCookieName returns the name a browser gives the cookie of a
+// Set-Cookie line. A nameless cookie ("=__session=x", or "__session" with
+// no '=') is sent back as its bare value, "__session=x", which reads as
+// the session cookie: its name is taken from the value.
+func setCookieName(line string) string {
+	pair, _, _ := strings.Cut(line, ";")
+	name, value, ok := strings.Cut(pair, "=")
+	if name = strings.TrimSpace(name); name == "" && ok {
+		name, _, _ = strings.Cut(value, "=")
+		name = strings.TrimSpace(name)
+	}
+	return name
+}
+
+// scrubTrailers removes reserved names from a response's trailers: from
+// the Trailer announcement, and the values net/http sends when the handler
+// returns (announced ones, and any set under http.TrailerPrefix after the
+// body, as reverse_proxy does with an upstream's trailers).
+func scrubTrailers(hdr http.Header) {
+	if v, ok := hdr["Trailer"]; ok {
+		if kept := filterTokens(v, IsReservedHeader); len(kept) > 0 {
+			hdr["Trailer"] = kept
+		} else {
+			delete(hdr, "Trailer")
+		}
+	}
+	for name := range hdr {
+		if IsReservedHeader(name) || len(name) > len(http.TrailerPrefix) &&
+			strings.HasPrefix(name, http.TrailerPrefix) && IsReservedHeader(name[len(http.TrailerPrefix):]) {
+			delete(hdr, name)
+		}
 	}
 }
 
@@ -164,6 +194,7 @@ func (h *Handler) flag(name string, values []string) bool {
 // cookie as needed and marks the response as varying by cookie.
 func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now time.Time) {
 	c := h.takeControls(hdr)
+	scrubTrailers(hdr)
 	h.dropSessionSetCookies(hdr)
 
 	if s.storeErr != nil {

@@ -151,12 +151,21 @@
     return write({ cart: Object.keys(next).length ? next : null });
   }
 
+  // The cart is one key, written whole: start from the session as it is
+  // now, not as it was when this page loaded, or an item added in another
+  // tab since would be lost.
+  function changeQty(id, delta) {
+    return load().then(function () {
+      return setQty(id, (Number(cart()[id]) || 0) + delta);
+    });
+  }
+
   document.addEventListener("click", function (ev) {
     var add = ev.target.closest("[data-add]");
     if (add) {
       var id = add.dataset.add;
       add.disabled = true;
-      setQty(id, (Number(cart()[id]) || 0) + 1).then(function (r) {
+      changeQty(id, 1).then(function (r) {
         add.disabled = false;
         if (r.ok) {
           add.classList.add("added");
@@ -171,7 +180,7 @@
     }
     var dec = ev.target.closest("[data-dec]");
     if (dec) {
-      setQty(dec.dataset.dec, (Number(cart()[dec.dataset.dec]) || 0) - 1);
+      changeQty(dec.dataset.dec, -1);
     }
   });
 

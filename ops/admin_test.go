@@ -258,3 +258,32 @@ func TestAdminCookieStore(t *testing.T) {
 		t.Fatalf("caddy validate of index_key on the cookie store: %v\n%s", err, out)
 	}
 }
+
+// The index survives `caddy reload` with the memory pool, and the admin API
+// then acts through the new config's handler only.
+func TestAdminAcrossReload(t *testing.T) {
+	t.Parallel()
+	site := sessionSite("memory {\n\t\tname reloaded\n\t}")
+	c := StartCaddy(t, "", site)
+	var bs []*Browser
+	for range 3 {
+		b := c.NewBrowser()
+		b.Login(t, "c_R")
+		bs = append(bs, b)
+	}
+	c.Reload(t, "", strings.Replace(site, "client_writable cart", "client_writable cart\n\tidle_timeout 1h", 1))
+	r := do(t, "GET", c.Admin+"/session/", "")
+	if !strings.Contains(r.Body, `"handlers": 1`) {
+		t.Fatalf("after the reload, GET /session/: %s (want the new handler only)", r.Body)
+	}
+	late := c.NewBrowser()
+	late.Login(t, "c_R")
+	if n := number(t, c.adminJSON(t, "POST", "/session/__session/logout-everywhere", `{"value": "c_R"}`, 200), "destroyed"); n != 4 {
+		t.Fatalf("logout-everywhere after a reload destroyed %d, want 4", n)
+	}
+	for _, b := range append(bs, late) {
+		if who := b.Who(t); who != "anonymous" {
+			t.Fatalf("a browser is still %q", who)
+		}
+	}
+}

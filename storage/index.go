@@ -27,8 +27,10 @@ type Counter interface {
 // name at once (a reload provisions the new one before the old one goes),
 // so a store counts them. From Index on, the store keeps its index up to
 // date on every write: Merge (a value set, changed or deleted), Rotate (the
-// session moves to its new key), Delete, expiry and eviction. Sessions that
-// already held the key when Index was first called must be found too.
+// session moves to its new key), Delete, expiry and eviction (or, like the
+// Redis store, keeps a superset and checks each session's value when it
+// deletes). A store should also find the sessions that held the key before
+// Index was first called; one that cannot says so in its documentation.
 //
 // Values are compared as compact JSON text (see IndexValue): the string
 // "c_42" and the number 42 are different values.

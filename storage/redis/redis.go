@@ -244,7 +244,7 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 // master (never KEYS, which blocks Redis). It is approximate: SCAN may
 // count a key twice or miss one that changes during the scan, and a
 // record moved by Rotate in the last few seconds counts until its
-// tombstone expires.
+// tombstone expires. Index sets (index.go) are not counted.
 func (s *Store) Count(ctx context.Context) (int, error) {
 	match := escapeGlob(s.prefix) + "*"
 	var n atomic.Int64
