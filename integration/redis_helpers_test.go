@@ -283,6 +283,14 @@ func redisSession(url string, extra ...string) string {
 	return "\t" + strings.Join(lines, "\n\t")
 }
 
+// redisPatientSession is redisSession with timeouts of seconds, for tests
+// about sharing and atomicity rather than timeouts: on a loaded CI machine
+// a 200ms read timeout would fail them for the wrong reason.
+func redisPatientSession(url string, extra ...string) string {
+	return strings.NewReplacer("read_timeout 200ms", "read_timeout 3s",
+		"write_timeout 200ms", "write_timeout 3s", "dial_timeout 250ms", "dial_timeout 3s").Replace(redisSession(url, extra...))
+}
+
 // redisTimed is one request's outcome, as seen by a client.
 type redisTimed struct {
 	Start, End time.Time

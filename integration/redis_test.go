@@ -29,7 +29,7 @@ func TestRedisTwoInstances(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
 	ctl := srv.Client()
-	session := redisSession(srv.URL(), "client_writable theme")
+	session := redisPatientSession(srv.URL(), "client_writable theme")
 	cs := StartCaddies(t, CaddyOpts{Session: session}, CaddyOpts{Session: session})
 	a, b := cs[0], cs[1]
 	// One browser behind a load balancer: one jar, either instance.
@@ -133,7 +133,7 @@ func TestRedisTwoInstances(t *testing.T) {
 func TestRedisTwoInstancesConcurrentWrites(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	session := redisSession(srv.URL(), "client_writable theme")
+	session := redisPatientSession(srv.URL(), "client_writable theme")
 	cs := StartCaddies(t, CaddyOpts{Session: session}, CaddyOpts{Session: session})
 	b := cs[0].NewBrowser()
 	wantObject(t, b.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"theme":"dark"}`)
@@ -739,7 +739,7 @@ func TestRedisRoundTrips(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
 	ctl := srv.Client()
-	c := StartCaddy(t, CaddyOpts{Session: redisSession(srv.URL(), "client_writable theme")})
+	c := StartCaddy(t, CaddyOpts{Session: redisPatientSession(srv.URL(), "client_writable theme")})
 	b := c.NewBrowser()
 	wantObject(t, b.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"theme":"dark"}`)
 	cookie := b.Jar.Header()
