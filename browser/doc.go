@@ -5,6 +5,7 @@
 //
 // The tests skip, saying why, when Chromium is not installed
 // (/usr/bin/chromium, Debian's chromium package), and fail instead when the
-// CI environment variable is set. Screenshots of the main steps are kept in a
-// temporary directory whose path each test logs (go test -v ./browser/).
+// CI environment variable is set. CADDY_SESSION_CHROMIUM names another
+// Chrome or Chromium binary to use. Screenshots of the main steps are kept in
+// a temporary directory whose path each test logs (go test -v ./browser/).
 package browser

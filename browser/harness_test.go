@@ -77,15 +77,30 @@ func runMain(m *testing.M) int {
 	return code
 }
 
+// chromiumEnv names another browser binary (Chrome, Chromium) to run
+// instead of Debian's.
+const chromiumEnv = "CADDY_SESSION_CHROMIUM"
+
 // findChromium returns the browser to run, or "" when there is none.
 func findChromium() string {
-	if fi, err := os.Stat(chromiumPath); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+	if p := os.Getenv(chromiumEnv); p != "" {
+		if isExecutable(p) {
+			return p
+		}
+		return ""
+	}
+	if isExecutable(chromiumPath) {
 		return chromiumPath
 	}
 	if p, err := exec.LookPath("chromium"); err == nil {
 		return p
 	}
 	return ""
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
 // ---------------------------------------------------------------------------
@@ -128,6 +143,9 @@ func setup(t *testing.T) *demo {
 	browser := findChromium()
 	if browser == "" {
 		msg := "chromium is not installed (" + chromiumPath + "; apt-get install chromium): the browser tests need it"
+		if p := os.Getenv(chromiumEnv); p != "" {
+			msg = chromiumEnv + "=" + p + " is not an executable: the browser tests need a browser"
+		}
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg + ", and CI is set")
 		}

@@ -22,12 +22,14 @@ const MigrateHydrogenV1 = "hydrogen_v1"
 // so nothing in it is trusted: only client_writable keys are kept, exactly
 // what the browser could have written through the API anyway.
 func (h *Handler) hydrogenPatch(r *http.Request) map[string]json.RawMessage {
-	c, err := r.Cookie(h.migrateCookie)
-	if err != nil || c.Value == "" {
+	// Read the Cookie header directly: net/http drops a cookie value with a
+	// '"' in it, as an unencoded JSON one has.
+	raw := rawCookie(r.Header, h.migrateCookie)
+	if raw == "" {
 		return nil
 	}
-	raw := c.Value
 	if !strings.HasPrefix(raw, "{") {
+		var err error
 		if raw, err = url.PathUnescape(raw); err != nil {
 			return nil
 		}
@@ -71,4 +73,20 @@ func (h *Handler) migrate(r *http.Request, s *session, now time.Time) {
 		s.expireOther = append(s.expireOther, h.migrateCookie)
 	}
 	h.logger.Debug("imported a Hydrogen 1.0 session", zap.String("session", s.ref(h)), zap.Int("keys", len(patch)))
+}
+
+// rawCookie returns the value of the first cookie called name in the
+// request's Cookie headers, as sent.
+func rawCookie(h http.Header, name string) string {
+	for _, line := range h["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && k == name {
+				return v
+			}
+		}
+	}
+	return ""
 }

@@ -50,6 +50,22 @@ func TestMigrateHydrogenV1(t *testing.T) {
 	}
 }
 
+// TestMigrateUnencodedJSON: a Hydrogen cookie written as raw JSON, which
+// net/http's cookie parser refuses, is imported too.
+func TestMigrateUnencodedJSON(t *testing.T) {
+	h := newTestHandler(t, `{"secrets":["`+testSecret+`"],"client_writable":["countryCode"],"migrate_from":"hydrogen_v1"}`)
+	var got http.Header
+	r := newRequest("GET", "/", "")
+	r.Header.Set("Cookie", `a=1; __session={"countryCode":"FR","customerId":"c_9"}`)
+	h.ServeHTTP(httptest.NewRecorder(), r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		got = r.Header.Clone()
+		return nil
+	}))
+	if got.Get("X-Session-Countrycode") != "FR" || got.Get("X-Session-Customerid") != "" {
+		t.Errorf("raw JSON Hydrogen cookie: upstream got %v", got)
+	}
+}
+
 func TestMigrateOffIgnoresHydrogenCookie(t *testing.T) {
 	h := newTestHandler(t, `{"secrets":["`+testSecret+`"],"client_writable":["countryCode"]}`)
 	r := newRequest("GET", "/", "")
