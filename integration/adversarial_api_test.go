@@ -7,6 +7,7 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -83,7 +84,7 @@ func TestAdversarialAPIPaths(t *testing.T) {
 	b.Seed(t, `{"customerId":"c_1"}`)
 	wantObject(t, b.API(t, "POST", `{"theme":"v0"}`), http.StatusOK, `{"customerId":"c_1","theme":"v0"}`)
 	cookie := "Cookie: " + b.Jar.Header()
-	json := "Content-Type: application/json"
+	ctJSON := "Content-Type: application/json"
 
 	type probe struct {
 		name   string
@@ -95,14 +96,14 @@ func TestAdversarialAPIPaths(t *testing.T) {
 		{"GET", "GET", []string{cookie}, ""},
 		{"HEAD", "HEAD", []string{cookie}, ""},
 		{"OPTIONS", "OPTIONS", []string{cookie, "Origin: http://evil.example", "Access-Control-Request-Method: POST"}, ""},
-		{"PUT", "PUT", []string{cookie, json}, `{"theme":"put"}`},
-		{"cross-site POST", "POST", []string{cookie, json, "Sec-Fetch-Site: cross-site"}, `{"theme":"evil"}`},
-		{"foreign Origin PATCH", "PATCH", []string{cookie, json, "Origin: http://evil.example"}, `{"theme":"evil"}`},
+		{"PUT", "PUT", []string{cookie, ctJSON}, `{"theme":"put"}`},
+		{"cross-site POST", "POST", []string{cookie, ctJSON, "Sec-Fetch-Site: cross-site"}, `{"theme":"evil"}`},
+		{"foreign Origin PATCH", "PATCH", []string{cookie, ctJSON, "Origin: http://evil.example"}, `{"theme":"evil"}`},
 		{"cross-site DELETE", "DELETE", []string{cookie, "Sec-Fetch-Site: cross-site"}, ""},
-		{"trusted key", "POST", []string{cookie, json}, `{"customerId":"evil"}`},
+		{"trusted key", "POST", []string{cookie, ctJSON}, `{"customerId":"evil"}`},
 		{"text/plain", "POST", []string{cookie, "Content-Type: text/plain"}, `{"theme":"evil"}`},
 		{"form", "POST", []string{cookie, "Content-Type: application/x-www-form-urlencoded"}, `theme=evil`},
-		{"bad JSON", "POST", []string{cookie, json}, `{"theme":`},
+		{"bad JSON", "POST", []string{cookie, ctJSON}, `{"theme":`},
 	}
 	// The reference answers, from the canonical path.
 	want := map[string]int{}
@@ -138,7 +139,7 @@ func TestAdversarialAPIPaths(t *testing.T) {
 			}
 			// A permitted write through this spelling works like one
 			// through /__session.
-			r := advRaw(t, c, "POST", target, []string{cookie, json, "Sec-Fetch-Site: same-origin"}, `{"theme":"v0"}`)
+			r := advRaw(t, c, "POST", target, []string{cookie, ctJSON, "Sec-Fetch-Site: same-origin"}, `{"theme":"v0"}`)
 			wantObject(t, r, http.StatusOK, `{"customerId":"c_1","theme":"v0"}`)
 			if n := c.Up.Count(); n != before {
 				t.Errorf("%s reached the upstream (%d requests)", target, n-before)
@@ -511,4 +512,37 @@ func TestAdversarialBodyBounds(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAdversarialWritableExact: a key is client-writable only as listed,
+// byte for byte (S15): no case, separator or lookalike spelling of a
+// writable key, and none of a trusted key, is accepted, and none changes
+// the session or its headers.
+func TestAdversarialWritableExact(t *testing.T) {
+	t.Parallel()
+	c := StartCaddy(t, CaddyOpts{Session: "\tsecret " + secretA + "\n\tclient_writable theme cart_id\n\tclient_readable *"})
+	b := c.NewBrowser()
+	b.Seed(t, `{"customerId":"c_1"}`)
+	wantObject(t, b.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"customerId":"c_1","theme":"dark"}`)
+	for _, k := range []string{
+		"Theme", "THEME", "tHeme", "the-me", "theme_", "theme-", "cart-id", "Cart_id", "CART_ID", "cart.id",
+		"customerId", "customerid", "CustomerId", "customer-id", "customer_id", "CUSTOMERID", "customerId ", " customerId",
+		"\uff54heme", "theme\u200b", "th\u0435me", "customer\u0130d",
+	} {
+		for _, withSession := range []bool{true, false} {
+			cookie := ""
+			if withSession {
+				cookie = b.Jar.Header()
+			}
+			body, _ := json.Marshal(map[string]string{k: "evil"})
+			r := c.Do(t, Req{Method: "POST", Path: "/__session", CT: "application/json", Body: string(body), Cookie: cookie})
+			if r.Status != http.StatusForbidden && r.Status != http.StatusBadRequest {
+				t.Errorf("writing %q (session %v): status %d, want 403 (or 400 for an invalid key):\n%s", k, withSession, r.Status, r)
+			}
+			noSetCookie(t, r)
+		}
+	}
+	wantObject(t, b.API(t, "GET", ""), http.StatusOK, `{"customerId":"c_1","theme":"dark"}`)
+	b.Get(t, "/page")
+	wantSessionHeaders(t, c.Up.Last(t), map[string]string{"X-Session-Customerid": "c_1", "X-Session-Theme": "dark"})
 }

@@ -885,3 +885,52 @@ func (u *tunnelUpstream) Since(n int) []*tunnelRecord {
 	defer u.mu.Unlock()
 	return append([]*tunnelRecord(nil), u.reqs[n:]...)
 }
+
+// TestAdversarialTrustedProxies: secure auto believes X-Forwarded-Proto only
+// from Caddy's trusted_proxies (S24); the cross-origin check compares Origin
+// with the Host the request carries, never with X-Forwarded-Host, trusted
+// proxy or not.
+func TestAdversarialTrustedProxies(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, global string
+		trusted      bool
+	}{
+		{"no trusted proxies", "", false},
+		{"another range trusted", "\tservers {\n\t\ttrusted_proxies static 10.0.0.0/8\n\t}", false},
+		{"the client trusted", "\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := StartCaddy(t, CaddyOpts{Global: tc.global, Session: "\tsecret " + secretA + "\n\tclient_writable theme"})
+			for _, fwd := range [][]string{
+				{"X-Forwarded-Proto: https"},
+				{"X-Forwarded-Proto: HTTPS"},
+				{"Forwarded: proto=https"},
+				{"X-Forwarded-Ssl: on"},
+				{"X-Forwarded-Proto: http"},
+				nil,
+			} {
+				r := c.Do(t, Req{Method: "POST", Path: "/__session", Body: `{"theme":"x"}`, CT: "application/json", Header: fwd})
+				lines := setCookieFor(r, "__session")
+				if len(lines) != 1 {
+					t.Fatalf("%q: Set-Cookie %q", fwd, r.SetCookies())
+				}
+				_, secure := attrs(lines[0])["secure"]
+				want := tc.trusted && len(fwd) == 1 && strings.EqualFold(fwd[0], "X-Forwarded-Proto: https")
+				if secure != want {
+					t.Errorf("%q: Secure %v, want %v", fwd, secure, want)
+				}
+			}
+			// Origin is checked against Host, whatever X-Forwarded-Host says.
+			r := c.Do(t, Req{Method: "POST", Path: "/__session", Body: `{"theme":"x"}`, CT: "application/json",
+				Header: []string{"Origin: https://evil.example", "X-Forwarded-Host: evil.example", "X-Forwarded-Proto: https"}})
+			wantError(t, r, http.StatusForbidden)
+			r = c.Do(t, Req{Method: "POST", Path: "/__session", Body: `{"theme":"x"}`, CT: "application/json",
+				Header: []string{"Origin: " + c.Base, "X-Forwarded-Host: evil.example"}})
+			if r.Status != http.StatusOK {
+				t.Errorf("same-origin write with a foreign X-Forwarded-Host: status %d", r.Status)
+			}
+		})
+	}
+}
