@@ -40,6 +40,12 @@ type session struct {
 	codec       *cookie.Codec
 }
 
+// cookieChange reports whether the response must set or expire a cookie,
+// so the common response (nothing to change) skips that work.
+func (s *session) cookieChange() bool {
+	return s.issue || s.expire || (s.stale && s.exists()) || len(s.expireOther) > 0
+}
+
 // exists reports whether the request has a live session.
 func (s *session) exists() bool { return s.id != "" }
 

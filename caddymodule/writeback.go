@@ -207,7 +207,7 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 		h.applyControls(ctx, s, c, now)
 		h.recordUse(ctx, s, now)
 	}
-	if s.storeErr == nil {
+	if s.storeErr == nil && s.cookieChange() {
 		if err := h.writeCookies(hdr, s, h.isSecure(r), now); err != nil {
 			h.logger.Error("setting the session cookie", zap.Error(err))
 		}
