@@ -18,6 +18,10 @@ import (
 	"github.com/caddy-session/caddy-session/storage"
 )
 
+// discardLimit is how much of an unread request body net/http reads and
+// discards to keep a connection open (its maxPostHandlerReadBytes).
+const discardLimit = 256 << 10
+
 // allowedMethods is the Allow header of a 405 from the API.
 const allowedMethods = "GET, HEAD, POST, PATCH, DELETE"
 
@@ -83,10 +87,13 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		}
 		body, status, err := h.readBody(r)
 		if err != nil {
-			if status == http.StatusRequestEntityTooLarge {
+			if status == http.StatusRequestEntityTooLarge && (r.ContentLength < 0 || r.ContentLength > discardLimit) {
 				// The rest of the body stays unread: closing the
-				// connection keeps net/http from reading (and
-				// discarding) up to 256 KiB more before it answers.
+				// connection keeps net/http from waiting for (and
+				// discarding) up to 256 KiB more before it answers. A
+				// smaller announced rest is left to net/http, which
+				// discards it and keeps the connection, so a client
+				// still sending it does not meet a reset.
 				hdr.Set("Connection", "close")
 			}
 			return h.apiFail(w, r, status, err.Error())
@@ -144,6 +151,13 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 func (h *Handler) readBody(r *http.Request) ([]byte, int, error) {
 	tooLarge := fmt.Errorf("body over %d bytes (max_body)", h.MaxBody)
 	if r.ContentLength > h.MaxBody {
+		if r.ContentLength <= discardLimit {
+			// Let the client finish sending before the answer goes out,
+			// as net/http would: answering first races its writes into a
+			// reset. Discarded, never held in memory; a larger body is
+			// not read at all (the connection closes).
+			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, r.ContentLength))
+		}
 		return nil, http.StatusRequestEntityTooLarge, tooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, h.MaxBody+1))
