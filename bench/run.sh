@@ -5,7 +5,7 @@
 # ratios hold even on a busy machine. See bench/README.md.
 #
 #   bash bench/run.sh [--rounds N] [--duration S] [--warmup S] [--conns N]
-#                     [--configs "nosession cookie memory file redis"]
+#                     [--configs "nosession cookie memory file redis traffic-data traffic-id"]
 #                     [--wrk] [--out FILE.md|FILE.json]... [--profile CONFIG]
 #                     [--profile-dir DIR] [--caddy PATH] [--enforce] [--keep]
 #
@@ -18,7 +18,7 @@ ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-64}
-CONFIGS=${CONFIGS:-nosession cookie memory file redis}
+CONFIGS=${CONFIGS:-nosession cookie memory file redis traffic-data traffic-id}
 ENGINE=${ENGINE:-go}
 PROFILE=${PROFILE:-}
 PROFILE_DIR=${PROFILE_DIR:-}
@@ -120,7 +120,7 @@ fi
 MODULES=$("$CADDY" list-modules 2>/dev/null)
 
 # ---------------------------------------------------------------- configurations
-KNOWN="nosession cookie memory file redis"
+KNOWN="nosession cookie memory file redis traffic-data traffic-id"
 read -r -a WANTED <<<"${CONFIGS//,/ }"
 SELECTED=()
 SKIPPED=()
@@ -128,7 +128,12 @@ for c in "${WANTED[@]}"; do
 	[[ " $KNOWN " == *" $c "* ]] || die "unknown config '$c'; pick from: $KNOWN (baseline always runs)"
 	[[ " ${SELECTED[*]} " == *" $c "* ]] && continue
 	store=$c
-	[[ $c == nosession ]] && store=cookie
+	# The same-traffic baselines get their cookie from a session site: the
+	# cookie store's (data in the cookie) or the memory store's (an ID).
+	case $c in
+	nosession | traffic-data) store=cookie ;;
+	traffic-id) store=memory ;;
+	esac
 	if ! grep -qx "http.session.stores.$store" <<<"$MODULES"; then
 		echo "run.sh: skipping $c: this Caddy has no http.session.stores.$store module" >&2
 		SKIPPED+=("$c (no $store store module)")
@@ -158,9 +163,10 @@ done
 UP=$(<"$WORK/upstream.port")
 STATS=http://127.0.0.1:$UP/__upstream/stats
 
-mapfile -t P < <("$LG" ports -n 8)
-((${#P[@]} == 8)) || die "could not find spare loopback ports"
+mapfile -t P < <("$LG" ports -n 9)
+((${#P[@]} == 9)) || die "could not find spare loopback ports"
 ADMIN=${P[0]} P_BASE=${P[1]} P_COOKIE=${P[2]} P_MEMORY=${P[3]} P_FILE=${P[4]} P_REDIS=${P[5]} REDIS_PORT=${P[6]}
+P_TRAFFIC=${P[7]}
 
 has() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 
@@ -178,6 +184,33 @@ KEYS="countryCode currency locale cart recentlyViewed"
 # 5 keys, ~150 bytes of JSON: what a storefront keeps in its session.
 BODY='{"countryCode":"DE","currency":"EUR","locale":"de-DE","cart":"gid://shopify/Cart/c1-7f3a9b2e4d6c","recentlyViewed":["p_1029","p_2210","p_3381","p_4417"]}'
 NKEYS=5
+
+# traffic_site <port>: plain reverse_proxy carrying what a session request
+# carries, without the module: the client's session cookie comes in (and
+# is dropped before the upstream, as the module drops it), the upstream
+# gets the same five X-Session-* headers with the same values, and every
+# response gets Vary: Cookie. What the session sites cost beyond this is
+# the module's own work; what this costs beyond the baseline is the
+# traffic that a session means.
+traffic_site() {
+	cat <<-EOF
+		:$1 {
+			bind 127.0.0.1
+			header Vary Cookie
+			reverse_proxy 127.0.0.1:$UP {
+				header_up -Cookie
+				header_up X-Session-Countrycode DE
+				header_up X-Session-Currency EUR
+				header_up X-Session-Locale de-DE
+				header_up X-Session-Cart gid://shopify/Cart/c1-7f3a9b2e4d6c
+				header_up X-Session-Recentlyviewed \`["p_1029","p_2210","p_3381","p_4417"]\`
+				transport http {
+					keepalive_idle_conns_per_host 1024
+				}
+			}
+		}
+	EOF
+}
 
 site() { # site <port> <store line or empty>
 	echo ":$1 {"
@@ -217,10 +250,11 @@ site() { # site <port> <store line or empty>
 
 	EOF
 	site "$P_BASE" ""
-	if has cookie || has nosession; then site "$P_COOKIE" "store cookie"; fi
-	if has memory; then site "$P_MEMORY" "store memory"; fi
+	if has cookie || has nosession || has traffic-data; then site "$P_COOKIE" "store cookie"; fi
+	if has memory || has traffic-id; then site "$P_MEMORY" "store memory"; fi
 	if has file; then site "$P_FILE" "store file $WORK/sessions"; fi
 	if has redis; then site "$P_REDIS" "store redis redis://127.0.0.1:$REDIS_PORT/0"; fi
+	if has traffic-data || has traffic-id; then traffic_site "$P_TRAFFIC"; fi
 } >"$WORK/Caddyfile"
 
 echo "== starting Caddy (admin 127.0.0.1:$ADMIN), upstream on 127.0.0.1:$UP"
@@ -229,7 +263,10 @@ XDG_DATA_HOME=$WORK/xdg-data XDG_CONFIG_HOME=$WORK/xdg-config \
 CADDY_PID=$!
 PIDS+=("$CADDY_PID")
 
-declare -A PORT=([baseline]=$P_BASE [nosession]=$P_COOKIE [cookie]=$P_COOKIE [memory]=$P_MEMORY [file]=$P_FILE [redis]=$P_REDIS)
+declare -A PORT=([baseline]=$P_BASE [nosession]=$P_COOKIE [cookie]=$P_COOKIE [memory]=$P_MEMORY [file]=$P_FILE [redis]=$P_REDIS
+	[traffic-data]=$P_TRAFFIC [traffic-id]=$P_TRAFFIC)
+# Where each same-traffic baseline gets its session cookie.
+declare -A LOGIN_PORT=([traffic-data]=$P_COOKIE [traffic-id]=$P_MEMORY)
 ADDRS=("127.0.0.1:$P_BASE")
 for c in "${SELECTED[@]}"; do ADDRS+=("127.0.0.1:${PORT[$c]}"); done
 "$LG" wait -timeout 30s "${ADDRS[@]}" || die "Caddy did not start"
@@ -238,7 +275,7 @@ for c in "${SELECTED[@]}"; do ADDRS+=("127.0.0.1:${PORT[$c]}"); done
 declare -A COOKIE=() EXPECT=([baseline]=0 [nosession]=0)
 for c in "${SELECTED[@]}"; do
 	[[ $c == nosession ]] && continue
-	COOKIE[$c]=$("$LG" login -url "http://127.0.0.1:${PORT[$c]}/__session" -body "$BODY") ||
+	COOKIE[$c]=$("$LG" login -url "http://127.0.0.1:${LOGIN_PORT[$c]:-${PORT[$c]}}/__session" -body "$BODY") ||
 		die "could not establish a $c session"
 	EXPECT[$c]=$NKEYS
 	echo "   $c session: Cookie header of ${#COOKIE[$c]} bytes"

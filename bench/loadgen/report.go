@@ -23,35 +23,56 @@ var targets = map[string]float64{
 }
 
 // configOrder is the order of the table; other names follow, by first run.
-var configOrder = []string{"baseline", "nosession", "cookie", "memory", "file", "redis"}
+var configOrder = []string{"baseline", "traffic-data", "traffic-id", "nosession", "cookie", "memory", "file", "redis"}
+
+// sameTraffic names, for each session configuration, the plain
+// reverse_proxy configuration that carries the same traffic (the session
+// cookie in, the same X-Session-* headers out, Vary on the response)
+// without the module: the ratio to it is the module's own cost.
+var sameTraffic = map[string]string{
+	"nosession": "baseline",
+	"cookie":    "traffic-data",
+	"memory":    "traffic-id",
+	"file":      "traffic-id",
+	"redis":     "traffic-id",
+}
 
 // descriptions say what each configuration is.
 var descriptions = map[string]string{
-	"baseline":  "reverse_proxy only",
-	"nosession": "session (cookie store), request without a cookie",
-	"cookie":    "session, cookie store, 5 keys",
-	"memory":    "session, memory store, 5 keys",
-	"file":      "session, file store, 5 keys",
-	"redis":     "session, redis store, 5 keys",
+	"baseline":     "reverse_proxy only",
+	"traffic-data": "reverse_proxy only, with a cookie-store session's traffic (cookie in, 5 headers up, Vary)",
+	"traffic-id":   "reverse_proxy only, with a server-store session's traffic (cookie in, 5 headers up, Vary)",
+	"nosession":    "session (cookie store), request without a cookie",
+	"cookie":       "session, cookie store, 5 keys",
+	"memory":       "session, memory store, 5 keys",
+	"file":         "session, file store, 5 keys",
+	"redis":        "session, redis store, 5 keys",
 }
 
 // row is one configuration, summarised over its rounds.
 type row struct {
-	Config      string   `json:"config"`
-	What        string   `json:"what"`
-	Runs        int      `json:"runs"`
-	RPSMedian   float64  `json:"rps_median"`
-	RPSMin      float64  `json:"rps_min"`
-	RPSMax      float64  `json:"rps_max"`
-	P50Ms       float64  `json:"p50_ms_median"`
-	P99Ms       float64  `json:"p99_ms_median"`
-	Errors      uint64   `json:"errors"`
-	Ratio       float64  `json:"ratio"`        // median rps / baseline's median rps
-	PairedRatio float64  `json:"paired_ratio"` // median over rounds of rps / the adjacent baseline run's rps
-	CPUus       float64  `json:"caddy_cpu_us_per_req_median,omitempty"`
-	CPURatio    float64  `json:"cpu_ratio,omitempty"` // baseline's CPU per request / this one's
-	Target      *float64 `json:"target,omitempty"`
-	Meets       *bool    `json:"meets_target,omitempty"`
+	Config      string  `json:"config"`
+	What        string  `json:"what"`
+	Runs        int     `json:"runs"`
+	RPSMedian   float64 `json:"rps_median"`
+	RPSMin      float64 `json:"rps_min"`
+	RPSMax      float64 `json:"rps_max"`
+	P50Ms       float64 `json:"p50_ms_median"`
+	P99Ms       float64 `json:"p99_ms_median"`
+	Errors      uint64  `json:"errors"`
+	Ratio       float64 `json:"ratio"`        // median rps / baseline's median rps
+	PairedRatio float64 `json:"paired_ratio"` // median over rounds of rps / the adjacent baseline run's rps
+	CPUus       float64 `json:"caddy_cpu_us_per_req_median,omitempty"`
+	CPURatio    float64 `json:"cpu_ratio,omitempty"` // baseline's CPU per request / this one's
+	// SameTraffic is the median rps over that of the configuration that
+	// carries the same traffic without the module (sameTraffic), and
+	// SameTrafficCPU the same for Caddy's CPU per request: the module's
+	// own cost, apart from what carrying a session costs reverse_proxy.
+	SameTraffic    float64  `json:"same_traffic_ratio,omitempty"`
+	SameTrafficOf  string   `json:"same_traffic_config,omitempty"`
+	SameTrafficCPU float64  `json:"same_traffic_cpu_ratio,omitempty"`
+	Target         *float64 `json:"target,omitempty"`
+	Meets          *bool    `json:"meets_target,omitempty"`
 }
 
 type report struct {
@@ -213,7 +234,18 @@ func summarise(runs []runRecord, baseline string) ([]row, error) {
 	if baseMedian <= 0 {
 		return nil, errors.New("the baseline measured no throughput")
 	}
+	byName := map[string]row{}
+	for _, r := range rows {
+		byName[r.Config] = r
+	}
 	for i := range rows {
+		if of, ok := byName[sameTraffic[rows[i].Config]]; ok && of.RPSMedian > 0 {
+			rows[i].SameTrafficOf = of.Config
+			rows[i].SameTraffic = rows[i].RPSMedian / of.RPSMedian
+			if of.CPUus > 0 && rows[i].CPUus > 0 {
+				rows[i].SameTrafficCPU = of.CPUus / rows[i].CPUus
+			}
+		}
 		rows[i].Ratio = rows[i].RPSMedian / baseMedian
 		if baseCPU > 0 && rows[i].CPUus > 0 {
 			rows[i].CPURatio = baseCPU / rows[i].CPUus
@@ -238,13 +270,14 @@ func verdict(r row) (target, status string) {
 
 func textTable(rows []row) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-10s %4s %8s %15s %7s %7s %6s %7s %7s %9s %7s %7s %s\n",
-		"config", "runs", "req/s", "(min–max)", "p50 ms", "p99 ms", "errors", "ratio", "paired", "CPU µs/req", "CPU rt", "target", "")
+	fmt.Fprintf(&b, "\n%-12s %4s %8s %15s %7s %7s %6s %7s %7s %9s %7s %7s %7s %7s %s\n",
+		"config", "runs", "req/s", "(min–max)", "p50 ms", "p99 ms", "errors", "ratio", "paired", "CPU µs/req", "CPU rt", "same", "same CPU", "target", "")
 	for _, r := range rows {
 		t, s := verdict(r)
-		fmt.Fprintf(&b, "%-10s %4d %8.0f %15s %7.2f %7.2f %6d %7.3f %7.3f %9s %7s %7s %s\n",
+		fmt.Fprintf(&b, "%-12s %4d %8.0f %15s %7.2f %7.2f %6d %7.3f %7.3f %9s %7s %7s %7s %7s %s\n",
 			r.Config, r.Runs, r.RPSMedian, fmt.Sprintf("(%.0f–%.0f)", r.RPSMin, r.RPSMax),
-			r.P50Ms, r.P99Ms, r.Errors, r.Ratio, r.PairedRatio, opt(r.CPUus, "%.1f"), opt(r.CPURatio, "%.3f"), t, s)
+			r.P50Ms, r.P99Ms, r.Errors, r.Ratio, r.PairedRatio, opt(r.CPUus, "%.1f"), opt(r.CPURatio, "%.3f"),
+			opt(r.SameTraffic, "%.3f"), opt(r.SameTrafficCPU, "%.3f"), t, s)
 	}
 	return b.String()
 }
@@ -264,16 +297,20 @@ func markdown(rep report, metaKeys []string) string {
 	if len(metaKeys) > 0 {
 		b.WriteString("\n")
 	}
-	b.WriteString("| config | what | runs | req/s (median) | min–max | p50 ms | p99 ms | errors | × baseline | paired × | Caddy CPU µs/req | CPU × | target |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("| config | what | runs | req/s (median) | min–max | p50 ms | p99 ms | errors | × baseline | paired × | Caddy CPU µs/req | CPU × | × same traffic | CPU × same traffic | target |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, r := range rep.Configs {
 		t, s := verdict(r)
 		if t != "" {
 			t += " " + s
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f–%.0f | %.2f | %.2f | %d | **%.3f** | %.3f | %s | %s | %s |\n",
+		same := opt(r.SameTraffic, "%.3f")
+		if r.SameTrafficOf != "" {
+			same += " (" + r.SameTrafficOf + ")"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f–%.0f | %.2f | %.2f | %d | **%.3f** | %.3f | %s | %s | %s | %s | %s |\n",
 			r.Config, r.What, r.Runs, r.RPSMedian, r.RPSMin, r.RPSMax, r.P50Ms, r.P99Ms, r.Errors,
-			r.Ratio, r.PairedRatio, opt(r.CPUus, "%.1f"), opt(r.CPURatio, "%.3f"), t)
+			r.Ratio, r.PairedRatio, opt(r.CPUus, "%.1f"), opt(r.CPURatio, "%.3f"), same, opt(r.SameTrafficCPU, "%.3f"), t)
 	}
 	return b.String()
 }

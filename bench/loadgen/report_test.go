@@ -1,0 +1,53 @@
+package main
+
+import (
+	"math"
+	"testing"
+)
+
+// run builds a run record for summarise.
+func run(config string, pair int, rps, cpu float64) runRecord {
+	return runRecord{Config: config, Pair: pair, CaddyCPUus: cpu, Result: &Result{RPS: rps}}
+}
+
+// TestSummariseSameTraffic checks the ratios to the baseline and to the
+// configuration that carries the same traffic without the module.
+func TestSummariseSameTraffic(t *testing.T) {
+	runs := []runRecord{
+		run("baseline", 1, 1000, 100), run("traffic-id", 1, 900, 110),
+		run("baseline", 2, 1000, 100), run("memory", 2, 855, 116),
+		run("baseline", 3, 1000, 100), run("cookie", 3, 800, 125),
+		run("baseline", 4, 1000, 100), run("nosession", 4, 990, 101),
+	}
+	rows, err := summarise(runs, "baseline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]row{}
+	for _, r := range rows {
+		got[r.Config] = r
+	}
+	near := func(name string, v, want float64) {
+		t.Helper()
+		if math.Abs(v-want) > 1e-9 {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+	near("memory ratio", got["memory"].Ratio, 0.855)
+	near("memory same traffic", got["memory"].SameTraffic, 0.95)
+	near("memory same-traffic CPU", got["memory"].SameTrafficCPU, 110.0/116)
+	if got["memory"].SameTrafficOf != "traffic-id" {
+		t.Errorf("memory compared with %q, want traffic-id", got["memory"].SameTrafficOf)
+	}
+	near("nosession same traffic", got["nosession"].SameTraffic, 0.99)
+	// No traffic-data run: the cookie row has no same-traffic ratio.
+	if got["cookie"].SameTraffic != 0 || got["cookie"].SameTrafficOf != "" {
+		t.Errorf("cookie has a same-traffic ratio %v (%q) without a traffic-data run", got["cookie"].SameTraffic, got["cookie"].SameTrafficOf)
+	}
+	if m := got["memory"].Meets; m == nil || *m {
+		t.Errorf("memory at 0.855 meets the 0.95 target: %v", m)
+	}
+	if rows[0].Config != "baseline" || rows[1].Config != "traffic-id" {
+		t.Errorf("order: %s, %s; want baseline, traffic-id first", rows[0].Config, rows[1].Config)
+	}
+}
