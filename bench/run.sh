@@ -6,18 +6,20 @@
 #
 #   bash bench/run.sh [--rounds N] [--duration S] [--warmup S] [--conns N]
 #                     [--configs "nosession cookie memory file redis traffic-data traffic-id"]
+#                     [--configs "memory-1k memory-1m" [--many N]]
 #                     [--wrk] [--out FILE.md|FILE.json]... [--profile CONFIG]
 #                     [--profile-dir DIR] [--caddy PATH] [--enforce] [--keep]
 #
 # The same settings as environment variables: ROUNDS, DURATION, WARMUP,
-# CONNS, CONFIGS, ENGINE (go|wrk), OUT, PROFILE, PROFILE_DIR, CADDY_BIN,
-# ENFORCE_TARGETS=1, KEEP=1. Flags win over the environment.
+# CONNS, CONFIGS, MANY, ENGINE (go|wrk), OUT, PROFILE, PROFILE_DIR,
+# CADDY_BIN, ENFORCE_TARGETS=1, KEEP=1. Flags win over the environment.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-64}
+MANY=${MANY:-1000000}
 CONFIGS=${CONFIGS:-nosession cookie memory file redis traffic-data traffic-id}
 ENGINE=${ENGINE:-go}
 PROFILE=${PROFILE:-}
@@ -41,6 +43,7 @@ while (($#)); do
 	--warmup) WARMUP=$2; shift 2 ;;
 	--conns) CONNS=$2; shift 2 ;;
 	--configs) CONFIGS=$2; shift 2 ;;
+	--many) MANY=$2; shift 2 ;;
 	--engine) ENGINE=$2; shift 2 ;;
 	--wrk) ENGINE=wrk; shift ;;
 	--out) OUTS+=("$2"); shift 2 ;;
@@ -70,6 +73,7 @@ WARMUP=$(secs "$WARMUP" warmup)
 PROFILE_SECONDS=$(secs "$PROFILE_SECONDS" PROFILE_SECONDS)
 [[ $ROUNDS =~ ^[0-9]+$ ]] && ((ROUNDS >= 1 && ROUNDS <= 50)) || die "rounds '$ROUNDS': want 1 to 50"
 [[ $CONNS =~ ^[0-9]+$ ]] && ((CONNS >= 1 && CONNS <= 1024)) || die "conns '$CONNS': want 1 to 1024"
+[[ $MANY =~ ^[0-9]+$ ]] && ((MANY >= 1000 && MANY <= 10000000)) || die "many '$MANY': want 1000 to 10000000 sessions"
 ((DURATION >= 1 && DURATION <= 300)) || die "duration $DURATION: want 1 to 300 seconds"
 ((WARMUP <= 60)) || die "warmup $WARMUP: want at most 60 seconds"
 case $ENGINE in
@@ -120,7 +124,7 @@ fi
 MODULES=$("$CADDY" list-modules 2>/dev/null)
 
 # ---------------------------------------------------------------- configurations
-KNOWN="nosession cookie memory file redis traffic-data traffic-id"
+KNOWN="nosession cookie memory file redis traffic-data traffic-id memory-1k memory-1m"
 read -r -a WANTED <<<"${CONFIGS//,/ }"
 SELECTED=()
 SKIPPED=()
@@ -132,7 +136,7 @@ for c in "${WANTED[@]}"; do
 	# cookie store's (data in the cookie) or the memory store's (an ID).
 	case $c in
 	nosession | traffic-data) store=cookie ;;
-	traffic-id) store=memory ;;
+	traffic-id | memory-1k | memory-1m) store=memory ;;
 	esac
 	if ! grep -qx "http.session.stores.$store" <<<"$MODULES"; then
 		echo "run.sh: skipping $c: this Caddy has no http.session.stores.$store module" >&2
@@ -163,10 +167,10 @@ done
 UP=$(<"$WORK/upstream.port")
 STATS=http://127.0.0.1:$UP/__upstream/stats
 
-mapfile -t P < <("$LG" ports -n 9)
-((${#P[@]} == 9)) || die "could not find spare loopback ports"
+mapfile -t P < <("$LG" ports -n 10)
+((${#P[@]} == 10)) || die "could not find spare loopback ports"
 ADMIN=${P[0]} P_BASE=${P[1]} P_COOKIE=${P[2]} P_MEMORY=${P[3]} P_FILE=${P[4]} P_REDIS=${P[5]} REDIS_PORT=${P[6]}
-P_TRAFFIC=${P[7]}
+P_TRAFFIC=${P[7]} P_MANY1K=${P[8]} P_MANY1M=${P[9]}
 
 has() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 
@@ -255,6 +259,15 @@ site() { # site <port> <store line or empty>
 	if has file; then site "$P_FILE" "store file $WORK/sessions"; fi
 	if has redis; then site "$P_REDIS" "store redis redis://127.0.0.1:$REDIS_PORT/0"; fi
 	if has traffic-data || has traffic-id; then traffic_site "$P_TRAFFIC"; fi
+	# Two memory pools of their own: one holding 1000 sessions, one $MANY.
+	if has memory-1k; then site "$P_MANY1K" "store memory {
+			name many-1k
+			max_sessions 1000
+		}"; fi
+	if has memory-1m; then site "$P_MANY1M" "store memory {
+			name many-1m
+			max_sessions $MANY
+		}"; fi
 } >"$WORK/Caddyfile"
 
 echo "== starting Caddy (admin 127.0.0.1:$ADMIN), upstream on 127.0.0.1:$UP"
@@ -264,7 +277,7 @@ CADDY_PID=$!
 PIDS+=("$CADDY_PID")
 
 declare -A PORT=([baseline]=$P_BASE [nosession]=$P_COOKIE [cookie]=$P_COOKIE [memory]=$P_MEMORY [file]=$P_FILE [redis]=$P_REDIS
-	[traffic-data]=$P_TRAFFIC [traffic-id]=$P_TRAFFIC)
+	[traffic-data]=$P_TRAFFIC [traffic-id]=$P_TRAFFIC [memory-1k]=$P_MANY1K [memory-1m]=$P_MANY1M)
 # Where each same-traffic baseline gets its session cookie.
 declare -A LOGIN_PORT=([traffic-data]=$P_COOKIE [traffic-id]=$P_MEMORY)
 ADDRS=("127.0.0.1:$P_BASE")
@@ -272,9 +285,22 @@ for c in "${SELECTED[@]}"; do ADDRS+=("127.0.0.1:${PORT[$c]}"); done
 "$LG" wait -timeout 30s "${ADDRS[@]}" || die "Caddy did not start"
 
 # Sessions: one per session config, 5 keys, made through the API.
-declare -A COOKIE=() EXPECT=([baseline]=0 [nosession]=0)
+declare -A COOKIE=() COOKIES=() EXPECT=([baseline]=0 [nosession]=0)
+declare -A NSESSIONS=([memory-1k]=1000 [memory-1m]=$MANY)
 for c in "${SELECTED[@]}"; do
 	[[ $c == nosession ]] && continue
+	if [[ -n ${NSESSIONS[$c]:-} ]]; then
+		# Many sessions, each request of the run with the next one.
+		n=${NSESSIONS[$c]}
+		echo "   $c: creating $n sessions through the API..."
+		t0=$SECONDS
+		"$LG" login -url "http://127.0.0.1:${PORT[$c]}/__session" -body "$BODY" -n "$n" -c 32 \
+			-o "$WORK/cookies-$c" || die "could not establish the $c sessions"
+		COOKIES[$c]=$WORK/cookies-$c
+		EXPECT[$c]=$NKEYS
+		echo "   $c: $n sessions in $((SECONDS - t0)) s"
+		continue
+	fi
 	COOKIE[$c]=$("$LG" login -url "http://127.0.0.1:${LOGIN_PORT[$c]:-${PORT[$c]}}/__session" -body "$BODY") ||
 		die "could not establish a $c session"
 	EXPECT[$c]=$NKEYS
@@ -291,6 +317,7 @@ run_one() { # run_one <config> <round> <pair> [out]
 		-engine "$ENGINE" -config "$c" -round "$2" -pair "$3" -stats "$STATS"
 		-expect-keys "${EXPECT[$c]}" -pid "$CADDY_PID" -out "${4:-$RUNS}")
 	[[ -n ${COOKIE[$c]:-} ]] && args+=(-H "Cookie: ${COOKIE[$c]}")
+	[[ -n ${COOKIES[$c]:-} ]] && args+=(-cookies "${COOKIES[$c]}")
 	"$LG" "${args[@]}"
 	kill -0 "$CADDY_PID" 2>/dev/null || die "Caddy exited during the $c run"
 }

@@ -3,15 +3,20 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-session/caddy-session/cookie"
+	"github.com/caddy-session/caddy-session/storage"
 )
 
 const testSecret = "bench-secret-0123456789abcdef0123456789abcdef"
@@ -162,6 +167,75 @@ func BenchmarkStripAndForward(b *testing.B) {
 				b.StartTimer()
 				stripRequest(r)
 				h.forward(r, &s)
+			}
+		})
+	}
+}
+
+// BenchmarkManySessions is a memory-store hit when the store holds 1k or
+// 1M sessions and every request brings another one, chosen at random: at
+// 1M neither the store nor the verified-cookie cache (16k entries) is warm,
+// as on a busy storefront. The performance issue asks for the cost to be
+// flat in the number of sessions; sessions=1000/baseline and
+// sessions=1000000/baseline are the harness alone (building the request,
+// picking the cookie from the same slice), to subtract.
+func BenchmarkManySessions(b *testing.B) {
+	var values map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(fiveKeys), &values); err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{1000, 1000000} {
+		b.Run(fmt.Sprintf("sessions=%d", n), func(b *testing.B) {
+			if n > 1000 && testing.Short() {
+				b.Skip("a million sessions take a while to set up; drop -short")
+			}
+			h := newTestHandler(b, benchConfig(fmt.Sprintf(`{"backend":"memory","name":"bench-many-%d","max_sessions":%d}`, n, n)))
+			h.logger = zap.NewNop()
+			h.ops.debugLog = nil
+			codec, err := h.codecFor(b.Context())
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			cookies := make([]string, n)
+			for i := range cookies {
+				id := cookie.NewID()
+				if _, err := h.store.Merge(b.Context(), storage.Key(id), values, storage.MergeOptions{
+					Create: true, Now: now, Deadline: now.Add(24 * time.Hour),
+				}); err != nil {
+					b.Fatal(err)
+				}
+				v, err := codec.Encode(h.opts.Name, id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cookies[i] = h.opts.Name + "=" + v
+			}
+			for _, mode := range []string{"baseline", "hit"} {
+				b.Run(mode, func(b *testing.B) {
+					b.ReportAllocs()
+					x := uint64(88172645463325252)
+					for b.Loop() {
+						x ^= x << 13
+						x ^= x >> 7
+						x ^= x << 17
+						r := newRequest("GET", "/products", "")
+						r.Header.Set("Accept", "text/html")
+						r.Header.Set("User-Agent", "bench")
+						r.Header.Set("Cookie", cookies[x%uint64(n)])
+						w := httptest.NewRecorder()
+						if mode == "baseline" {
+							_ = okHandler.ServeHTTP(w, r)
+							continue
+						}
+						if err := h.ServeHTTP(w, r, okHandler); err != nil || w.Code != 200 {
+							b.Fatalf("%v %d", err, w.Code)
+						}
+						if w.Header().Get("Vary") == "" || r.Header.Get("X-Session-Countrycode") != "DE" {
+							b.Fatal("the session was not forwarded")
+						}
+					}
+				})
 			}
 		})
 	}

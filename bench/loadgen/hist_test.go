@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"math"
 	"math/rand"
+	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"testing"
@@ -152,5 +155,31 @@ Transfer/sec:      2.50MB
 	if r.Requests != 104512 || r.Seconds != 5 || r.RPS != 20902.40 || r.P50Ms != 2.9 || r.P99Ms != 8.1 ||
 		r.MeanMs != 3.1 || r.MaxMs != 45 || r.Errors != 7 {
 		t.Errorf("parsed %+v", r)
+	}
+}
+
+// With cookies, each request is a whole, valid request carrying the next
+// cookie, and the list wraps around.
+func TestRequestCookies(t *testing.T) {
+	u, _ := url.Parse("http://127.0.0.1:1/products?x=1")
+	req, err := buildRequest(u, []string{"Accept-Language: de"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookies := []string{"__session=a", "__session=b; __session.1=c", "__session=d"}
+	w := &worker{req: req, cookies: cookies, next: 1}
+	for i, want := range []string{cookies[1], cookies[2], cookies[0], cookies[1]} {
+		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(w.request())))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if got := r.Header.Get("Cookie"); got != want || r.URL.RequestURI() != "/products?x=1" || r.Header.Get("Accept-Language") != "de" {
+			t.Fatalf("request %d: Cookie %q (want %q), URI %q, headers %v", i, got, want, r.URL.RequestURI(), r.Header)
+		}
+	}
+	// Without cookies: the one pre-rendered request, ending the header.
+	plain, _ := buildRequest(u, nil, false)
+	if w := (&worker{req: plain}); !bytes.HasSuffix(w.request(), []byte("\r\n\r\n")) {
+		t.Fatalf("plain request %q does not end its header", w.request())
 	}
 }

@@ -23,6 +23,11 @@ type loadSpec struct {
 	Warmup   time.Duration
 	Duration time.Duration
 	Timeout  time.Duration // per request
+
+	// Cookies, when set, are Cookie header values used in turn: each
+	// request sends the next one (connection i starts at the i-th slice of
+	// the list), so that a run spreads over many sessions.
+	Cookies []string
 }
 
 // Result is what a run measured (the window after the warm-up only).
@@ -41,8 +46,10 @@ type Result struct {
 }
 
 // buildRequest renders the one request every connection sends, again and
-// again: a GET over keep-alive HTTP/1.1.
-func buildRequest(u *url.URL, headers []string) ([]byte, error) {
+// again: a GET over keep-alive HTTP/1.1. With cookies, it renders the
+// request without its final CRLF, and each request appends its Cookie
+// header and the CRLF (see worker.roundTrip).
+func buildRequest(u *url.URL, headers []string, cookies bool) ([]byte, error) {
 	var b bytes.Buffer
 	path := u.RequestURI()
 	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: caddy-session-bench\r\nAccept: */*\r\n", path, u.Host)
@@ -54,7 +61,9 @@ func buildRequest(u *url.URL, headers []string) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "%s: %s\r\n", name, strings.TrimSpace(value))
 	}
-	b.WriteString("\r\n")
+	if !cookies {
+		b.WriteString("\r\n")
+	}
 	return b.Bytes(), nil
 }
 
@@ -68,9 +77,14 @@ func runGo(spec loadSpec) (*Result, error) {
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("url %q: want http://host:port/path", spec.URL)
 	}
-	req, err := buildRequest(u, spec.Headers)
+	req, err := buildRequest(u, spec.Headers, len(spec.Cookies) > 0)
 	if err != nil {
 		return nil, err
+	}
+	for _, c := range spec.Cookies {
+		if c == "" || strings.ContainsAny(c, "\r\n") {
+			return nil, fmt.Errorf("bad cookie %q: want one Cookie header value per line", c)
+		}
 	}
 	addr := u.Host
 	if u.Port() == "" {
@@ -87,7 +101,11 @@ func runGo(spec loadSpec) (*Result, error) {
 	workers := make([]*worker, spec.Conns)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{addr: addr, req: req, timeout: spec.Timeout, errs: map[string]int64{}}
+		w := &worker{addr: addr, req: req, timeout: spec.Timeout, errs: map[string]int64{}, cookies: spec.Cookies}
+		if n := len(spec.Cookies); n > 0 {
+			w.next = i * n / len(workers)
+			w.buf = make([]byte, 0, len(req)+4096)
+		}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -125,6 +143,10 @@ type worker struct {
 	addr    string
 	req     []byte
 	timeout time.Duration
+
+	cookies []string // Cookie values used in turn, if any
+	next    int      // index of the next one
+	buf     []byte   // the request being sent, with its cookie
 
 	conn net.Conn
 	br   *bufio.Reader
@@ -202,8 +224,21 @@ func (w *worker) loop(from, end time.Time) {
 	}
 }
 
+// request returns the next request to send: the pre-rendered one, or with
+// cookies, that with the next cookie.
+func (w *worker) request() []byte {
+	if len(w.cookies) == 0 {
+		return w.req
+	}
+	w.buf = append(append(append(append(w.buf[:0], w.req...), "Cookie: "...), w.cookies[w.next]...), "\r\n\r\n"...)
+	if w.next++; w.next == len(w.cookies) {
+		w.next = 0
+	}
+	return w.buf
+}
+
 func (w *worker) roundTrip() (status int, closeConn bool, err error) {
-	if _, err = w.conn.Write(w.req); err != nil {
+	if _, err = w.conn.Write(w.request()); err != nil {
 		return 0, true, err
 	}
 	return readResponse(w.br)

@@ -6,7 +6,9 @@
 //
 //	loadgen upstream -addr 127.0.0.1:0 -port-file F   the upstream ("ok", counts X-Session-*)
 //	loadgen run -url U -c 64 -d 5s -warmup 1s ...    one measured run, a JSON line out
+//	                    [-cookies FILE]               each request with the next cookie of FILE
 //	loadgen login -url U/__session -body JSON         POST a session, print its Cookie header
+//	loadgen login ... -n 1000000 -c 32 -o FILE        many sessions, one Cookie header per line
 //	loadgen ports -n 3                                spare loopback ports
 //	loadgen wait -timeout 30s ADDR...                 wait until the addresses accept
 //	loadgen fetch -url U -o FILE                      GET a URL into a file (pprof)
@@ -14,6 +16,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -25,6 +28,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -138,6 +143,7 @@ func cmdRun(args []string) error {
 	maxErr := fs.Float64("max-error-rate", 0.001, "fail when more than this fraction of requests fail")
 	out := fs.String("out", "", "append the result as a JSON line to this file")
 	pid := fs.Int("pid", 0, "Caddy's process ID: measure its CPU time per request (Linux)")
+	cookieFile := fs.String("cookies", "", "file of Cookie header values, one per line, sent in turn (loadgen login -n)")
 	fs.Parse(args)
 
 	if *target == "" || *conns < 1 || *dur <= 0 || *warmup < 0 {
@@ -167,6 +173,23 @@ func cmdRun(args []string) error {
 	}
 	cpuBefore, cpuErr := procCPU(*pid)
 	spec := loadSpec{URL: *target, Headers: headers, Conns: *conns, Warmup: *warmup, Duration: *dur, Timeout: *timeout}
+	if *cookieFile != "" {
+		if *engine != "go" {
+			return errors.New("-cookies needs the go engine")
+		}
+		data, err := os.ReadFile(*cookieFile)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				spec.Cookies = append(spec.Cookies, line)
+			}
+		}
+		if len(spec.Cookies) == 0 {
+			return fmt.Errorf("-cookies %s: no cookie in it", *cookieFile)
+		}
+	}
 	started := time.Now()
 	var res *Result
 	switch *engine {
@@ -184,6 +207,7 @@ func cmdRun(args []string) error {
 		Config: *config, Round: *round, Pair: *pair, Conns: *conns, WarmupS: warmup.Seconds(),
 		ExpectKeys: *expectKeys, StartedUnix: started.Unix(), Result: res,
 	}
+	rec.Cookie = len(spec.Cookies) > 0
 	for _, h := range headers {
 		if name, _, _ := strings.Cut(h, ":"); strings.EqualFold(strings.TrimSpace(name), "cookie") {
 			rec.Cookie = true
@@ -278,6 +302,9 @@ func cmdLogin(args []string) error {
 	fs := flag.NewFlagSet("login", flag.ExitOnError)
 	target := fs.String("url", "", "the session API URL (http://127.0.0.1:port/__session)")
 	body := fs.String("body", "", "JSON object to POST")
+	n := fs.Int("n", 1, "how many sessions to create")
+	conns := fs.Int("c", 8, "concurrent connections, with -n")
+	out := fs.String("o", "", "write the Cookie header values here, one per line (default: stdout)")
 	fs.Parse(args)
 	if err := loopbackOnly(*target); err != nil {
 		return err
@@ -286,19 +313,75 @@ func cmdLogin(args []string) error {
 	if err := json.Unmarshal([]byte(*body), &sent); err != nil {
 		return fmt.Errorf("-body: %v", err)
 	}
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Post(*target, "application/json", strings.NewReader(*body))
+	if *n < 1 || *conns < 1 {
+		return errors.New("need -n >= 1 and -c >= 1")
+	}
+	c := &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: *conns, DisableCompression: true},
+	}
+	cookies := make([]string, *n)
+	var (
+		wg      sync.WaitGroup
+		next    atomic.Int64
+		errOnce sync.Once
+		first   error
+	)
+	for range min(*conns, *n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= *n {
+					return
+				}
+				v, err := login(c, *target, *body, len(sent))
+				if err != nil {
+					errOnce.Do(func() { first = err })
+					next.Store(int64(*n)) // stop the others
+					return
+				}
+				cookies[i] = v
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	w := io.Writer(os.Stdout)
+	if *out != "" {
+		f, err := os.Create(*out)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	bw := bufio.NewWriter(w)
+	for _, v := range cookies {
+		bw.WriteString(v)
+		bw.WriteByte('\n')
+	}
+	return bw.Flush()
+}
+
+// login creates one session through the API and returns its Cookie header
+// value, checking that the keys sent came back.
+func login(c *http.Client, target, body string, keys int) (string, error) {
+	resp, err := c.Post(target, "application/json", strings.NewReader(body))
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	got, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != 200 {
-		return fmt.Errorf("POST %s: %s: %s", *target, resp.Status, bytes.TrimSpace(got))
+		return "", fmt.Errorf("POST %s: %s: %s", target, resp.Status, bytes.TrimSpace(got))
 	}
 	var back map[string]any
-	if err := json.Unmarshal(got, &back); err != nil || len(back) != len(sent) {
-		return fmt.Errorf("POST %s answered %s, want the %d keys sent back", *target, got, len(sent))
+	if err := json.Unmarshal(got, &back); err != nil || len(back) != keys {
+		return "", fmt.Errorf("POST %s answered %s, want the %d keys sent back", target, got, keys)
 	}
 	var parts []string
 	for _, ck := range resp.Cookies() {
@@ -308,10 +391,9 @@ func cmdLogin(args []string) error {
 		parts = append(parts, ck.Name+"="+ck.Value)
 	}
 	if len(parts) == 0 {
-		return fmt.Errorf("POST %s set no cookie", *target)
+		return "", fmt.Errorf("POST %s set no cookie", target)
 	}
-	fmt.Println(strings.Join(parts, "; "))
-	return nil
+	return strings.Join(parts, "; "), nil
 }
 
 func cmdPorts(args []string) error {

@@ -51,3 +51,27 @@ func TestSummariseSameTraffic(t *testing.T) {
 		t.Errorf("order: %s, %s; want baseline, traffic-id first", rows[0].Config, rows[1].Config)
 	}
 }
+
+// TestSummariseRelativeTarget: memory-1m's target is relative to
+// memory-1k, not to the baseline.
+func TestSummariseRelativeTarget(t *testing.T) {
+	for _, tc := range []struct {
+		rps1m float64
+		meets bool
+	}{{910, true}, {890, false}} {
+		rows, err := summarise([]runRecord{
+			run("baseline", 1, 2000, 100), run("memory-1k", 1, 1000, 120),
+			run("baseline", 2, 2000, 100), run("memory-1m", 2, tc.rps1m, 130),
+		}, "baseline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rows[len(rows)-1]
+		if r.Config != "memory-1m" || r.TargetOf != "memory-1k" || r.Meets == nil || *r.Meets != tc.meets {
+			t.Fatalf("rps %v: row %+v, want a target relative to memory-1k, met=%v", tc.rps1m, r, tc.meets)
+		}
+		if math.Abs(r.RelRatio-tc.rps1m/1000) > 1e-9 {
+			t.Errorf("relative ratio %v, want %v", r.RelRatio, tc.rps1m/1000)
+		}
+	}
+}
