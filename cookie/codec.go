@@ -77,7 +77,7 @@ func NewCodec(secrets [][]byte) (*Codec, error) {
 			return nil, fmt.Errorf("secret #%d: deriving keys: %w", i+1, err)
 		}
 		c.codecs[i] = securecookie.New(hashKey, blockKey).
-			SetSerializer(securecookie.JSONEncoder{}).
+			SetSerializer(serializer{}).
 			// Sizes are bounded by chunking (Options.Chunks), and the
 			// session's deadlines live inside the value, where the
 			// caller checks them with more than securecookie's
