@@ -67,9 +67,11 @@ var caddyfileSeeds = []string{
 		read_timeout 200ms
 		write_timeout 200ms
 		pool_size 20
+		local_cache 5000
 	}
 }`,
 	"session {\n\tstore redis {\n\t\turl rediss://r:6380\n\t\tcluster\n\t}\n}",
+	"session {\n\tstore redis {\n\t\turl redis://r:6379\n\t\tlocal_cache off\n\t}\n}",
 	// Mistakes.
 	"session arg {\n}",
 	"session {\n\tsecret\n}",

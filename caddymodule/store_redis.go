@@ -76,6 +76,15 @@ type RedisStore struct {
 	// Connections per server. Default: go-redis's (10 per CPU).
 	PoolSize int `json:"pool_size,omitempty"`
 
+	// Sessions held in an in-process read cache, so that a session read
+	// again costs no round trip to Redis. Redis (6 or later) tells the
+	// cache of every change through client tracking, normally well under a
+	// millisecond after the write; if that channel fails unnoticed, the
+	// cache stops serving within about 1.5 s. Standalone servers only
+	// (url, or one address): Sentinel and Cluster read from Redis every
+	// time. Default: 10000; -1 (Caddyfile: local_cache off) turns it off.
+	LocalCache int `json:"local_cache,omitempty"`
+
 	// The open store, set by Provision: its methods are the module's.
 	storage.Store `json:"-"`
 
@@ -129,7 +138,10 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 		ReadTimeout:      time.Duration(s.ReadTimeout),
 		WriteTimeout:     time.Duration(s.WriteTimeout),
 		PoolSize:         s.PoolSize,
+		LocalCache:       s.LocalCache,
 	}
+	logger := ctx.Logger()
+	cfg.Log = func(msg string) { logger.Warn(msg) }
 	for _, a := range s.Addresses {
 		cfg.Addresses = append(cfg.Addresses, r(a))
 	}
@@ -149,7 +161,7 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 	// memory as a map key.
 	id, _ := json.Marshal([]any{cfg.URL, cfg.Addresses, cfg.Cluster, cfg.SentinelMaster, cfg.SentinelUsername,
 		cfg.SentinelPassword, cfg.Username, cfg.Password, cfg.DB, cfg.KeyPrefix, cfg.DialTimeout, cfg.ReadTimeout,
-		cfg.WriteTimeout, cfg.PoolSize, tlsIdentity})
+		cfg.WriteTimeout, cfg.PoolSize, tlsIdentity, cfg.LocalCache})
 	sum := sha256.Sum256(id)
 	s.poolKey = hex.EncodeToString(sum[:])
 	v, _, err := redisClients.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
@@ -230,6 +242,7 @@ func (s *RedisStore) Cleanup() error {
 //		read_timeout  <duration>
 //		write_timeout <duration>
 //		pool_size     <n>
+//		local_cache   off|<entries>
 //	}
 func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // store name
@@ -301,6 +314,15 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if v, err = oneArg(d); err == nil {
 				if s.PoolSize, err = strconv.Atoi(v); err != nil || s.PoolSize < 1 {
 					err = d.Errf("pool_size %q: want a whole number of at least 1", v)
+				}
+			}
+		case "local_cache":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				if v == "off" {
+					s.LocalCache = -1
+				} else if s.LocalCache, err = strconv.Atoi(v); err != nil || s.LocalCache < 1 {
+					err = d.Errf("local_cache %q: want off or a number of sessions, at least 1", v)
 				}
 			}
 		default:

@@ -13,10 +13,15 @@ import (
 // request path, loopback round trip included.
 
 // benchStore returns a warm store on a fresh server and a session of ten
-// keys (about 400 bytes) under key.
-func benchStore(b *testing.B) (*Store, string) {
+// keys (about 400 bytes) under key. The local cache is off unless cached:
+// BenchmarkLoad measures the round trip.
+func benchStore(b *testing.B, cached bool) (*Store, string) {
 	srv := standalone(b)
-	s := newStore(b, Config{Addresses: []string{srv.Addr()}})
+	cfg := Config{Addresses: []string{srv.Addr()}, LocalCache: -1}
+	if cached {
+		cfg.LocalCache = 0
+	}
+	s := newStore(b, cfg)
 	loadScripts(b, s)
 	key := storage.Key("bench")
 	patch := make(map[string]json.RawMessage)
@@ -27,11 +32,28 @@ func benchStore(b *testing.B) (*Store, string) {
 	if _, err := s.Merge(b.Context(), key, patch, storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour)}); err != nil {
 		b.Fatal(err)
 	}
+	if cached {
+		warmBench(b, s, key)
+	}
 	return s, key
 }
 
+// warmBench loads key until the local cache holds it.
+func warmBench(b *testing.B, s *Store, key string) {
+	deadline := time.Now().Add(5 * time.Second)
+	for !cachedKey(s, key) {
+		if _, err := s.Load(b.Context(), key); err != nil {
+			b.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the local cache did not take the session within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func BenchmarkLoad(b *testing.B) {
-	s, key := benchStore(b)
+	s, key := benchStore(b, false)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.Load(b.Context(), key); err != nil {
@@ -41,7 +63,7 @@ func BenchmarkLoad(b *testing.B) {
 }
 
 func BenchmarkMerge(b *testing.B) {
-	s, key := benchStore(b)
+	s, key := benchStore(b, false)
 	patch := map[string]json.RawMessage{"cart": json.RawMessage(`"gid://shopify/Cart/c1"`)}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -53,7 +75,34 @@ func BenchmarkMerge(b *testing.B) {
 }
 
 func BenchmarkLoadParallel(b *testing.B) {
-	s, key := benchStore(b)
+	s, key := benchStore(b, false)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Load(b.Context(), key); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkLoadCached is a Load served by the local cache: no round trip.
+func BenchmarkLoadCached(b *testing.B) {
+	s, key := benchStore(b, true)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Load(b.Context(), key); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if !cachedKey(s, key) {
+		b.Fatal("the session left the cache during the benchmark")
+	}
+}
+
+func BenchmarkLoadCachedParallel(b *testing.B) {
+	s, key := benchStore(b, true)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -108,6 +108,18 @@ type Config struct {
 	// negative: never). More retries only make a failing request slower
 	// and pile work onto a struggling server.
 	MaxRetries int
+
+	// LocalCache is how many sessions the in-process read cache holds
+	// (see the package doc): zero means DefaultLocalCache, a negative
+	// value turns the cache off. Only a standalone server (URL or one
+	// address) is cached; with Sentinel or Cluster the field is ignored
+	// and every Load reads from Redis.
+	LocalCache int
+
+	// Log, when set, receives the store's rare messages for the operator,
+	// such as the local cache staying off because Redis refused client
+	// tracking. They never hold keys, values or session IDs.
+	Log func(msg string)
 }
 
 // errNoAddress is returned when a Config names no server.
@@ -119,6 +131,19 @@ func (c *Config) prefix() string {
 		return c.KeyPrefix
 	}
 	return DefaultKeyPrefix
+}
+
+// localCacheSize returns the number of sessions to cache, or 0 for none:
+// the cache needs the invalidations of one server, so Sentinel and Cluster
+// get none (see the package doc).
+func (c *Config) localCacheSize() int {
+	switch {
+	case c.LocalCache < 0, c.SentinelMaster != "", c.clusterMode():
+		return 0
+	case c.LocalCache == 0:
+		return DefaultLocalCache
+	}
+	return c.LocalCache
 }
 
 // clusterMode reports whether c describes a Redis Cluster.
@@ -171,6 +196,21 @@ func (c *Config) client() (goredis.UniversalClient, error) {
 		}
 		return goredis.NewClient(opts), nil
 	}
+	return goredis.NewUniversalClient(c.universalOptions()), nil
+}
+
+// standaloneOptions returns fresh options for a client of the one
+// standalone server c names (a URL or a single address), for the
+// connection the local cache's tracker opens. It assumes c is valid.
+func (c *Config) standaloneOptions() (*goredis.Options, error) {
+	if c.URL != "" {
+		return c.parseURL()
+	}
+	return c.universalOptions().Simple(), nil
+}
+
+// universalOptions returns the options of a client of c's Addresses.
+func (c *Config) universalOptions() *goredis.UniversalOptions {
 	u := &goredis.UniversalOptions{
 		Addrs:            slices.Clone(c.Addresses), // go-redis keeps it
 		IsClusterMode:    c.Cluster,
@@ -190,7 +230,7 @@ func (c *Config) client() (goredis.UniversalClient, error) {
 	u.DialerRetries = 1
 	u.ContextTimeoutEnabled = true
 	u.Protocol = protocol
-	return goredis.NewUniversalClient(u), nil
+	return u
 }
 
 // parseURL turns c.URL into client options, with c's fields and our

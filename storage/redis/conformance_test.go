@@ -31,10 +31,18 @@ func kit(t *testing.T, cfg Config) {
 	storetest.Run(t, func(t *testing.T) storage.Store { return newStore(t, cfg) })
 }
 
+// A standalone server gets the local read cache by default: the kit runs
+// against it, and again with the cache off.
 func TestConformanceStandalone(t *testing.T) {
 	t.Parallel() // mostly waiting on servers
 	srv := standalone(t)
 	kit(t, Config{URL: "redis://" + srv.Addr() + "/3"})
+}
+
+func TestConformanceStandaloneNoCache(t *testing.T) {
+	t.Parallel() // mostly waiting on servers
+	srv := standalone(t)
+	kit(t, Config{URL: "redis://" + srv.Addr() + "/3", LocalCache: -1})
 }
 
 func TestConformanceCluster(t *testing.T) {

@@ -295,12 +295,16 @@ func (s *Store) deleteMembers(ctx context.Context, zkey, field string, value []b
 		cmds[i] = deleteIfScript.Eval(ctx, pipe, []string{s.prefix + m}, field, value)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
+		if s.cache != nil {
+			s.cache.flush() // some of them may be gone
+		}
 		return 0, unavailable("delete by value", err)
 	}
 	var gone []any
 	for i, c := range cmds {
 		if n, _ := c.Int(); n == 1 {
 			gone = append(gone, members[i])
+			s.evict(members[i])
 		}
 	}
 	if len(gone) > 0 {

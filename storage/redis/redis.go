@@ -2,10 +2,77 @@
 // or Cluster, for several Caddy instances sharing sessions.
 //
 // Each session is one hash under KeyPrefix + its store key, with its values
-// and times in fields and a TTL at its expiry (see scripts.go). Every read is
-// one round trip (HGETALL); every write is one Lua script, also one round
-// trip, that checks, writes and sets the TTL atomically. Rotate in a Cluster
-// is the exception: two round trips, see Store.Rotate.
+// and times in fields and a TTL at its expiry (see scripts.go). A read from
+// Redis is one round trip (HGETALL); every write is one Lua script, also one
+// round trip, that checks, writes and sets the TTL atomically. Rotate in a
+// Cluster is the exception: two round trips, see Store.Rotate.
+//
+// # The local read cache
+//
+// With one standalone server (Config.URL, or a single address), reads of a
+// session that has not changed since this process last read it are served
+// from memory, without a round trip (Config.LocalCache sizes it or turns it
+// off). Redis itself says when an entry must go: a dedicated connection of
+// the store runs CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX
+// <KeyPrefix> and subscribes to __redis__:invalidate (RESP2), so Redis 6 or
+// later sends it the name of every key under the prefix that any client
+// writes, deletes or expires, normally well under a millisecond after the
+// write (cache.go, tracking.go). The rules that keep the cache honest:
+//
+//  1. An invalidation must not be overtaken. A global epoch (bumped by every
+//     flush and every change of state) and a sequence number per shard of
+//     keys (bumped by every invalidation message of a key of the shard and
+//     by every local eviction) are noted by Load before its HGETALL; the
+//     reply is inserted only if both are unchanged and the cache is usable.
+//     The invalidation and the reply travel on different connections, so
+//     without this an older reply arriving after the invalidation of a
+//     newer write would be cached for good.
+//  2. The cache is usable only while its connection is known to be live:
+//     it is pinged every 500 ms with the send time as payload, and serves
+//     only while the latest ping answered was sent less than 1.5 s ago.
+//     Redis answers a ping after every invalidation it sent before it, on
+//     the same connection, so an entry served is never older than the last
+//     1.5 s. Otherwise Loads go to Redis and the cache is emptied. A
+//     connection error, a reconnection or a refused tracking command also
+//     empties and disables it, until the SUBSCRIBE of a new connection is
+//     confirmed.
+//  3. If Redis refuses tracking (older than 6, an ACL without the CLIENT
+//     command or the __redis__:invalidate channel, a renamed command), the
+//     cache stays off, the store works as without it, and Config.Log gets
+//     one line saying so (tracking is tried again now and then, silently).
+//  4. Writes through this Store (Merge, Touch, Delete, Rotate,
+//     DeleteByValue) evict their keys locally when they return, so that
+//     this process reads its own writes at once, whatever the timing of
+//     their invalidations. Only live sessions are cached, and an entry is
+//     served only while Record.Live.
+//  5. Sentinel and Cluster get no cache: tracking is per server, and after
+//     a failover or a resharding the tracking connection could stay with a
+//     server that no longer receives the writes, live and silent, so that
+//     no rule above would catch it.
+//
+// A hit also needs the tracking connection to be quiet: its reader waiting
+// and no unread byte on its socket (one non-blocking peek per hit), so an
+// invalidation that has reached this host is never overtaken by a request
+// that came after it, even before the tracker goroutine has run. Redis
+// writes the invalidations of a write in the same event-loop iteration as
+// its reply to the writer, so a browser's next request, which must first
+// get the writer's answer, finds the invalidation here
+// (TestCacheReadAfterWriteAcrossInstances checks this 300 times in a row;
+// without the peek it fails within a few dozen). What is left is a network
+// that delays the invalidation to this instance longer than the writer's
+// answer takes to reach the browser and its next request to reach here;
+// and an undetected failure of the tracking connection (a frozen Redis, a
+// silent network), which can serve a session for at most about 1.5 s after
+// its last change was missed. An unreachable Redis lets reads of recently
+// read sessions succeed from memory for at most that long before they fail
+// fast as usual. Config.LocalCache < 0 turns the cache off for those who
+// need every read to be a read from Redis.
+//
+// Load returns a copy: a new Record and Values map, which the caller may
+// change. The json.RawMessage values share their bytes with the cache, so
+// a caller must not change a value's bytes in place (no caller does: the
+// handler and storage.Apply replace values, and storetest asks the same of
+// every store).
 //
 // The package is plain Go, with no Caddy import; the Caddy module wraps a
 // Config and New.
@@ -44,6 +111,11 @@ type Store struct {
 	split bool
 
 	idx indexNames // the names indexed for DeleteByValue (index.go)
+
+	// cache and track are the local read cache and its invalidation
+	// tracker (cache.go, tracking.go); both nil when it is off.
+	cache *localCache
+	track *tracker
 }
 
 // New returns a Store for cfg. It checks cfg but does not connect: the
@@ -55,20 +127,48 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	prefix := cfg.prefix()
-	return &Store{
+	s := &Store{
 		client: client,
 		prefix: prefix,
 		split:  cfg.clusterMode() && !hasHashTag(prefix),
-	}, nil
+	}
+	if size := cfg.localCacheSize(); size > 0 {
+		opts, err := cfg.standaloneOptions()
+		if err != nil {
+			client.Close()
+			return nil, err
+		}
+		s.cache = newLocalCache(size)
+		s.track = newTracker(s.cache, opts, prefix, cfg.Log)
+	}
+	return s, nil
 }
 
-// Close closes the connections to Redis. The Store is unusable afterwards.
+// Close closes the connections to Redis and stops the cache's tracker. The
+// Store is unusable afterwards.
 func (s *Store) Close() error {
-	return s.client.Close()
+	var err error
+	if s.track != nil {
+		err = s.track.close()
+	}
+	return errors.Join(s.client.Close(), err)
 }
 
-// Load returns the live session under key, or storage.ErrNotFound.
+// Load returns the live session under key, or storage.ErrNotFound. With
+// the local cache on, a session read before and not changed since comes
+// from memory (see the package doc for when that is); the caller may
+// change the returned record's Values map, not the bytes of its values.
 func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
+	var ticket cacheTicket
+	cached := false
+	if s.cache != nil {
+		s.track.start() // here, not in New: New must not connect
+		now := time.Now()
+		if rec := s.cache.get(key, now); rec != nil {
+			return rec, nil
+		}
+		ticket, cached = s.cache.begin(key, now)
+	}
 	h, err := s.client.HGetAll(ctx, s.prefix+key).Result()
 	if err != nil {
 		return nil, unavailable("load", err)
@@ -79,7 +179,24 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 	if !ok || !rec.Live(time.Now()) {
 		return nil, storage.ErrNotFound
 	}
+	if cached {
+		s.cache.put(ticket, key, rec) // the cache keeps rec
+		return copyRecord(rec), nil
+	}
 	return rec, nil
+}
+
+// evict drops keys from the local cache after a write through this store,
+// so that its next Load reads the write even before Redis's invalidation
+// arrives. Writes call it however they end: a failed write may still have
+// happened.
+func (s *Store) evict(keys ...string) {
+	if s.cache == nil {
+		return
+	}
+	for _, k := range keys {
+		s.cache.evict(k)
+	}
 }
 
 // Merge applies patch to the session under key in one atomic script, with
@@ -98,6 +215,7 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if opts.Create && opts.Deadline.IsZero() {
 		return nil, errors.New("redis store: merge: MergeOptions.Deadline is required to create a session")
 	}
+	defer s.evict(key)
 	idle := ""
 	if opts.IdleTimeout > 0 {
 		idle = nanos(now.Add(opts.IdleTimeout))
@@ -158,6 +276,7 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 // past its deadline) without rewriting its values. A missing session stays
 // missing.
 func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error {
+	defer s.evict(key)
 	err := touchScript.Run(ctx, s.client, []string{s.prefix + key}, nanos(expires), nanos(time.Now())).Err()
 	if err != nil {
 		return unavailable("touch", err)
@@ -167,6 +286,7 @@ func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error 
 
 // Delete removes the session under key; a missing one is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
+	defer s.evict(key)
 	if err := s.client.Del(ctx, s.prefix+key).Err(); err != nil {
 		return unavailable("delete", err)
 	}
@@ -195,6 +315,7 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 	if oldKey == newKey {
 		return errors.New("redis store: rotate: the new key equals the old one; derive it from a fresh session ID")
 	}
+	defer s.evict(oldKey, newKey)
 	nonce := rand.Text()
 	now := nanos(time.Now())
 	ttl := strconv.FormatInt(int64(tombstoneTTL), 10)

@@ -1,0 +1,76 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// adaptRedisStore adapts a session whose store block is body and returns
+// the store's JSON.
+func adaptRedisStore(t *testing.T, body string) (string, error) {
+	t.Helper()
+	out, err := adapt(t, ":8080 {\n\tsession {\n\t\tstore redis {\n\t\t\t"+body+"\n\t\t}\n\t}\n}\n")
+	if err != nil {
+		return "", err
+	}
+	var cfg any
+	if err := json.Unmarshal([]byte(out), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	handlers := findHandlers(cfg, "session")
+	if len(handlers) != 1 {
+		t.Fatalf("want one session handler, got %s", out)
+	}
+	store, _ := json.Marshal(handlers[0]["store"])
+	return string(store), nil
+}
+
+func TestCaddyfileAdaptRedisLocalCache(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"default", "url redis://127.0.0.1:6379/0",
+			`{"backend":"redis","url":"redis://127.0.0.1:6379/0"}`},
+		{"off", "url redis://127.0.0.1:6379/0\n\t\t\tlocal_cache off",
+			`{"backend":"redis","local_cache":-1,"url":"redis://127.0.0.1:6379/0"}`},
+		{"sized", "addresses 10.0.0.1:6379\n\t\t\tlocal_cache 50000\n\t\t\tpool_size 20",
+			`{"addresses":["10.0.0.1:6379"],"backend":"redis","local_cache":50000,"pool_size":20}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := adaptRedisStore(t, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("store JSON:\n got %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCaddyfileRedisLocalCacheErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"no argument", "local_cache", "wrong argument count"},
+		{"two arguments", "local_cache 10 20", "wrong argument count"},
+		{"zero", "local_cache 0", `local_cache "0": want off or a number of sessions, at least 1`},
+		{"negative", "local_cache -1", `local_cache "-1"`},
+		{"word", "local_cache on", `local_cache "on"`},
+		{"duplicate", "local_cache off\n\t\t\tlocal_cache 10", `duplicate subdirective "local_cache"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := adaptRedisStore(t, "url redis://127.0.0.1:6379/0\n\t\t\t"+tc.body)
+			if err == nil {
+				t.Fatalf("want an error containing %q, got none", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), "Caddyfile:") {
+				t.Errorf("error %q does not name the line", err)
+			}
+		})
+	}
+}

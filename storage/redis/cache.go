@@ -1,0 +1,236 @@
+package redis
+
+import (
+	"hash/maphash"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddy-session/caddy-session/storage"
+)
+
+// DefaultLocalCache is how many sessions the local read cache holds when
+// Config.LocalCache is zero.
+const DefaultLocalCache = 10000
+
+// liveWindow is how old the latest answered ping may be while the cache
+// serves: past it, Redis may have sent invalidations that have not arrived,
+// so every Load goes to Redis. It bounds the staleness an undetected
+// failure of the invalidation connection can cause. pingInterval is how
+// often the tracker pings, a third of the window so that one slow pong
+// does not turn the cache off.
+const (
+	liveWindow   = 1500 * time.Millisecond
+	pingInterval = 500 * time.Millisecond
+)
+
+// maxCacheShards bounds the number of shards; each has its own lock and
+// sequence number.
+const maxCacheShards = 64
+
+// localCache holds decoded sessions by store key, for Loads that would
+// otherwise make a round trip to Redis. The package doc states the rules
+// that keep it coherent; in short, an entry is inserted only by a Load
+// whose HGETALL no invalidation, local write, flush or change of state
+// overtook (the epoch and the shard's sequence number say so), and
+// entries are served only while the tracker proves that the invalidation
+// connection is live.
+type localCache struct {
+	seed     maphash.Seed
+	perShard int
+	shards   []cacheShard
+
+	// base is the origin of the monotonic times below, in nanoseconds
+	// since base.
+	base time.Time
+
+	// epoch is bumped by every flush and every change of state (enable,
+	// disable): a Load that saw another epoch before its HGETALL does not
+	// insert its reply.
+	epoch atomic.Uint64
+
+	// enabled is true while a tracking connection is subscribed.
+	enabled atomic.Bool
+
+	// answered is when the latest ping that Redis answered was sent (or
+	// when the current connection was opened): every invalidation of a
+	// write Redis ran before then has been applied.
+	answered atomic.Int64
+
+	// quiet, when set, must report true for a hit to be served: no
+	// invalidation is waiting to be applied (tracker.quiet).
+	quiet func() bool
+}
+
+// cacheShard is one lock's worth of the cache.
+type cacheShard struct {
+	mu sync.RWMutex
+	// seq is bumped, under mu, by every eviction of a key of the shard:
+	// an invalidation message or a local write.
+	seq atomic.Uint64
+	m   map[string]*storage.Record
+	_   [64]byte // keep neighbouring shards' locks off one cache line
+}
+
+// cacheTicket is what a Load notes before its HGETALL, to insert the reply
+// only if nothing overtook it.
+type cacheTicket struct {
+	shard *cacheShard
+	epoch uint64
+	seq   uint64
+}
+
+// newLocalCache returns an empty, disabled cache of about size entries.
+func newLocalCache(size int) *localCache {
+	n := min(size, maxCacheShards)
+	c := &localCache{
+		seed:     maphash.MakeSeed(),
+		perShard: (size + n - 1) / n,
+		shards:   make([]cacheShard, n),
+		base:     time.Now(),
+	}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]*storage.Record)
+	}
+	return c
+}
+
+// mono returns t as nanoseconds since c.base, on the monotonic clock.
+func (c *localCache) mono(t time.Time) int64 {
+	return int64(t.Sub(c.base))
+}
+
+// shard returns the shard of a store key.
+func (c *localCache) shard(key string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
+}
+
+// usable reports whether the cache may serve and take entries at now:
+// enabled, and the invalidation connection answered a ping sent within
+// liveWindow.
+func (c *localCache) usable(now time.Time) bool {
+	return c.enabled.Load() && c.mono(now)-c.answered.Load() <= int64(liveWindow)
+}
+
+// get returns a copy of the live session under key, or nil.
+func (c *localCache) get(key string, now time.Time) *storage.Record {
+	if !c.usable(now) {
+		return nil
+	}
+	sh := c.shard(key)
+	sh.mu.RLock()
+	rec := sh.m[key]
+	sh.mu.RUnlock()
+	if !rec.Live(now) {
+		return nil
+	}
+	// Checked after the lookup: an invalidation that arrives after this
+	// check is one Redis sent after the entry was already in the cache,
+	// for a write that may not have been answered yet either.
+	if c.quiet != nil && !c.quiet() {
+		return nil
+	}
+	return copyRecord(rec)
+}
+
+// begin returns the ticket of a Load about to ask Redis for key; ok is
+// false when the cache cannot take the reply anyway.
+func (c *localCache) begin(key string, now time.Time) (t cacheTicket, ok bool) {
+	if !c.usable(now) {
+		return t, false
+	}
+	// The epoch first: a flush bumps it before it clears the shards.
+	t.epoch = c.epoch.Load()
+	t.shard = c.shard(key)
+	t.seq = t.shard.seq.Load()
+	return t, true
+}
+
+// put inserts rec, read from Redis under t, unless something overtook the
+// read. The cache keeps rec: the caller must not change it afterwards.
+func (c *localCache) put(t cacheTicket, key string, rec *storage.Record) {
+	sh := t.shard
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.seq.Load() != t.seq || c.epoch.Load() != t.epoch || !c.usable(time.Now()) {
+		return
+	}
+	if _, there := sh.m[key]; !there && len(sh.m) >= c.perShard {
+		// Full: drop whichever entry map iteration yields first, a
+		// pseudo-random one, at no bookkeeping cost on the hit path.
+		for k := range sh.m {
+			delete(sh.m, k)
+			break
+		}
+	}
+	sh.m[key] = rec
+}
+
+// evict drops key and stops any Load of it in flight from inserting.
+func (c *localCache) evict(key string) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	sh.seq.Add(1)
+	delete(sh.m, key)
+	sh.mu.Unlock()
+}
+
+// flush drops every entry and stops every Load in flight from inserting.
+func (c *localCache) flush() {
+	c.epoch.Add(1)
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		sh.mu.Unlock()
+	}
+}
+
+// enable turns the cache on once a tracking connection opened at
+// connected (a mono time) is subscribed to the invalidations.
+func (c *localCache) enable(connected int64) {
+	c.flush()
+	c.setAnswered(connected)
+	c.enabled.Store(true)
+	c.epoch.Add(1)
+}
+
+// disable turns the cache off and empties it.
+func (c *localCache) disable() {
+	c.enabled.Store(false)
+	c.flush()
+}
+
+// setAnswered records that every invalidation Redis sent before sent (a
+// mono time) has been applied.
+func (c *localCache) setAnswered(sent int64) {
+	for {
+		cur := c.answered.Load()
+		if sent <= cur || c.answered.CompareAndSwap(cur, sent) {
+			return
+		}
+	}
+}
+
+// len returns the number of entries, for tests.
+func (c *localCache) len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.RLock()
+		n += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// copyRecord returns a copy of rec that its caller may change: a new
+// Values map. The values' bytes are shared: no caller changes the bytes
+// of a json.RawMessage it got from a store (storage.Apply builds new
+// ones, and the handler only replaces values), as storetest requires.
+func copyRecord(rec *storage.Record) *storage.Record {
+	out := *rec
+	out.Values = maps.Clone(rec.Values)
+	return &out
+}
