@@ -5,7 +5,7 @@
 # ratios hold even on a busy machine. See bench/README.md.
 #
 #   bash bench/run.sh [--rounds N] [--duration S] [--warmup S] [--conns N]
-#                     [--configs "nosession cookie memory file redis traffic-data traffic-id"]
+#                     [--configs "nosession cookie memory file redis traffic-vary traffic-data traffic-id"]
 #                     [--configs "memory-1k memory-1m" [--many N]]
 #                     [--wrk] [--out FILE.md|FILE.json]... [--profile CONFIG]
 #                     [--profile-dir DIR] [--caddy PATH] [--enforce] [--keep]
@@ -20,7 +20,7 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-64}
 MANY=${MANY:-1000000}
-CONFIGS=${CONFIGS:-nosession cookie memory file redis traffic-data traffic-id}
+CONFIGS=${CONFIGS:-nosession cookie memory file redis traffic-vary traffic-data traffic-id}
 ENGINE=${ENGINE:-go}
 PROFILE=${PROFILE:-}
 PROFILE_DIR=${PROFILE_DIR:-}
@@ -124,7 +124,7 @@ fi
 MODULES=$("$CADDY" list-modules 2>/dev/null)
 
 # ---------------------------------------------------------------- configurations
-KNOWN="nosession cookie memory file redis traffic-data traffic-id memory-1k memory-1m"
+KNOWN="nosession cookie memory file redis traffic-vary traffic-data traffic-id memory-1k memory-1m"
 read -r -a WANTED <<<"${CONFIGS//,/ }"
 SELECTED=()
 SKIPPED=()
@@ -135,7 +135,7 @@ for c in "${WANTED[@]}"; do
 	# The same-traffic baselines get their cookie from a session site: the
 	# cookie store's (data in the cookie) or the memory store's (an ID).
 	case $c in
-	nosession | traffic-data) store=cookie ;;
+	nosession | traffic-data | traffic-vary) store=cookie ;;
 	traffic-id | memory-1k | memory-1m) store=memory ;;
 	esac
 	if ! grep -qx "http.session.stores.$store" <<<"$MODULES"; then
@@ -167,10 +167,10 @@ done
 UP=$(<"$WORK/upstream.port")
 STATS=http://127.0.0.1:$UP/__upstream/stats
 
-mapfile -t P < <("$LG" ports -n 10)
-((${#P[@]} == 10)) || die "could not find spare loopback ports"
+mapfile -t P < <("$LG" ports -n 11)
+((${#P[@]} == 11)) || die "could not find spare loopback ports"
 ADMIN=${P[0]} P_BASE=${P[1]} P_COOKIE=${P[2]} P_MEMORY=${P[3]} P_FILE=${P[4]} P_REDIS=${P[5]} REDIS_PORT=${P[6]}
-P_TRAFFIC=${P[7]} P_MANY1K=${P[8]} P_MANY1M=${P[9]}
+P_TRAFFIC=${P[7]} P_MANY1K=${P[8]} P_MANY1M=${P[9]} P_VARY=${P[10]}
 
 has() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 
@@ -212,6 +212,18 @@ traffic_site() {
 					keepalive_idle_conns_per_host 1024
 				}
 			}
+		}
+	EOF
+}
+
+# vary_site <port>: plain reverse_proxy whose responses carry Vary: Cookie,
+# as every response through the module does: what nosession carries.
+vary_site() {
+	cat <<-EOF
+		:$1 {
+			bind 127.0.0.1
+			header Vary Cookie
+			import proxy
 		}
 	EOF
 }
@@ -259,6 +271,7 @@ site() { # site <port> <store line or empty>
 	if has file; then site "$P_FILE" "store file $WORK/sessions"; fi
 	if has redis; then site "$P_REDIS" "store redis redis://127.0.0.1:$REDIS_PORT/0"; fi
 	if has traffic-data || has traffic-id; then traffic_site "$P_TRAFFIC"; fi
+	if has traffic-vary; then vary_site "$P_VARY"; fi
 	# Two memory pools of their own: one holding 1000 sessions, one $MANY.
 	if has memory-1k; then site "$P_MANY1K" "store memory {
 			name many-1k
@@ -277,7 +290,7 @@ CADDY_PID=$!
 PIDS+=("$CADDY_PID")
 
 declare -A PORT=([baseline]=$P_BASE [nosession]=$P_COOKIE [cookie]=$P_COOKIE [memory]=$P_MEMORY [file]=$P_FILE [redis]=$P_REDIS
-	[traffic-data]=$P_TRAFFIC [traffic-id]=$P_TRAFFIC [memory-1k]=$P_MANY1K [memory-1m]=$P_MANY1M)
+	[traffic-data]=$P_TRAFFIC [traffic-id]=$P_TRAFFIC [traffic-vary]=$P_VARY [memory-1k]=$P_MANY1K [memory-1m]=$P_MANY1M)
 # Where each same-traffic baseline gets its session cookie.
 declare -A LOGIN_PORT=([traffic-data]=$P_COOKIE [traffic-id]=$P_MEMORY)
 ADDRS=("127.0.0.1:$P_BASE")
@@ -285,10 +298,10 @@ for c in "${SELECTED[@]}"; do ADDRS+=("127.0.0.1:${PORT[$c]}"); done
 "$LG" wait -timeout 30s "${ADDRS[@]}" || die "Caddy did not start"
 
 # Sessions: one per session config, 5 keys, made through the API.
-declare -A COOKIE=() COOKIES=() EXPECT=([baseline]=0 [nosession]=0)
+declare -A COOKIE=() COOKIES=() EXPECT=([baseline]=0 [nosession]=0 [traffic-vary]=0)
 declare -A NSESSIONS=([memory-1k]=1000 [memory-1m]=$MANY)
 for c in "${SELECTED[@]}"; do
-	[[ $c == nosession ]] && continue
+	[[ $c == nosession || $c == traffic-vary ]] && continue
 	if [[ -n ${NSESSIONS[$c]:-} ]]; then
 		# Many sessions, each request of the run with the next one.
 		n=${NSESSIONS[$c]}

@@ -78,8 +78,10 @@ type RedisStore struct {
 
 	// Sessions held in an in-process read cache, so that a session read
 	// again costs no round trip to Redis. Redis (6 or later) tells the
-	// cache of every change through client tracking, normally well under a
-	// millisecond after the write; if that channel fails unnoticed, the
+	// cache of every change through client tracking, in the same breath as
+	// it answers the writer, and a hit is served only while nothing unread
+	// waits on that connection: a write answered to another instance is
+	// seen by the next request here. If that channel fails unnoticed, the
 	// cache stops serving within about 1.5 s. Standalone servers only
 	// (url, or one address): Sentinel and Cluster read from Redis every
 	// time. Default: 10000; -1 (Caddyfile: local_cache off) turns it off.

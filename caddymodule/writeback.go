@@ -134,6 +134,16 @@ func setCookieName(line string) string {
 // returns (announced ones, and any set under http.TrailerPrefix after the
 // body, as reverse_proxy does with an upstream's trailers).
 func scrubTrailers(hdr http.Header) {
+	scrubTrailerAnnouncement(hdr)
+	for name := range hdr {
+		if IsReservedHeader(name) || isReservedTrailer(name) {
+			delete(hdr, name)
+		}
+	}
+}
+
+// scrubTrailerAnnouncement removes reserved names from the Trailer header.
+func scrubTrailerAnnouncement(hdr http.Header) {
 	if v, ok := hdr["Trailer"]; ok {
 		if kept := filterTokens(v, IsReservedHeader); len(kept) > 0 {
 			hdr["Trailer"] = kept
@@ -141,12 +151,13 @@ func scrubTrailers(hdr http.Header) {
 			delete(hdr, "Trailer")
 		}
 	}
-	for name := range hdr {
-		if IsReservedHeader(name) || len(name) > len(http.TrailerPrefix) &&
-			strings.HasPrefix(name, http.TrailerPrefix) && IsReservedHeader(name[len(http.TrailerPrefix):]) {
-			delete(hdr, name)
-		}
-	}
+}
+
+// isReservedTrailer reports whether name sets a reserved trailer through
+// http.TrailerPrefix.
+func isReservedTrailer(name string) bool {
+	return len(name) > len(http.TrailerPrefix) && strings.HasPrefix(name, http.TrailerPrefix) &&
+		IsReservedHeader(name[len(http.TrailerPrefix):])
 }
 
 // controls are the upstream's requested session changes.
@@ -156,10 +167,15 @@ type controls struct {
 }
 
 // takeControls reads the upstream's control headers and removes every
-// reserved header from the response.
+// reserved header from the response, and every reserved trailer set
+// through http.TrailerPrefix: with scrubTrailerAnnouncement, what
+// scrubTrailers does, in the same pass over the header map.
 func (h *Handler) takeControls(hdr http.Header) (c controls) {
 	for name, values := range hdr {
 		if !IsReservedHeader(name) {
+			if isReservedTrailer(name) {
+				delete(hdr, name)
+			}
 			continue
 		}
 		switch http.CanonicalHeaderKey(name) {
@@ -194,7 +210,7 @@ func (h *Handler) flag(name string, values []string) bool {
 // cookie as needed and marks the response as varying by cookie.
 func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now time.Time) {
 	c := h.takeControls(hdr)
-	scrubTrailers(hdr)
+	scrubTrailerAnnouncement(hdr)
 	h.dropSessionSetCookies(hdr)
 
 	if s.storeErr != nil {

@@ -18,6 +18,7 @@ func TestSummariseSameTraffic(t *testing.T) {
 		run("baseline", 2, 1000, 100), run("memory", 2, 855, 116),
 		run("baseline", 3, 1000, 100), run("cookie", 3, 800, 125),
 		run("baseline", 4, 1000, 100), run("nosession", 4, 990, 101),
+		run("baseline", 5, 1000, 100), run("traffic-vary", 5, 1000, 100),
 	}
 	rows, err := summarise(runs, "baseline")
 	if err != nil {
@@ -40,6 +41,9 @@ func TestSummariseSameTraffic(t *testing.T) {
 		t.Errorf("memory compared with %q, want traffic-id", got["memory"].SameTrafficOf)
 	}
 	near("nosession same traffic", got["nosession"].SameTraffic, 0.99)
+	if got["nosession"].SameTrafficOf != "traffic-vary" {
+		t.Errorf("nosession compared with %q, want traffic-vary", got["nosession"].SameTrafficOf)
+	}
 	// No traffic-data run: the cookie row has no same-traffic ratio.
 	if got["cookie"].SameTraffic != 0 || got["cookie"].SameTrafficOf != "" {
 		t.Errorf("cookie has a same-traffic ratio %v (%q) without a traffic-data run", got["cookie"].SameTraffic, got["cookie"].SameTrafficOf)
@@ -47,8 +51,8 @@ func TestSummariseSameTraffic(t *testing.T) {
 	if m := got["memory"].Meets; m == nil || *m {
 		t.Errorf("memory at 0.855 meets the 0.95 target: %v", m)
 	}
-	if rows[0].Config != "baseline" || rows[1].Config != "traffic-id" {
-		t.Errorf("order: %s, %s; want baseline, traffic-id first", rows[0].Config, rows[1].Config)
+	if rows[0].Config != "baseline" || rows[1].Config != "traffic-vary" || rows[2].Config != "traffic-id" {
+		t.Errorf("order: %s, %s, %s; want baseline, traffic-vary, traffic-id first", rows[0].Config, rows[1].Config, rows[2].Config)
 	}
 }
 
