@@ -55,12 +55,12 @@ func (x *index) publish() {
 	x.names.Store(&list)
 }
 
-// indexWrite updates the index after a Merge wrote e under k (sh locked):
-// only when something is indexed, and the write created the session or
-// wrote an indexed name.
-func (s *Store) indexWrite(sh *shard, k *keyBytes, e *entry, fresh bool, values, patch map[string]json.RawMessage) {
+// indexWrite updates the index after a Merge wrote r under k (sh locked):
+// only when something is indexed, the session is stored (r is 0 for one
+// born expired), and the write created it or wrote an indexed name.
+func (s *Store) indexWrite(sh *shard, k *keyBytes, r ref, fresh bool, values, patch map[string]json.RawMessage) {
 	names := s.idx.indexed()
-	if names == nil || !(fresh || touches(names, patch)) || sh.get(k) != e {
+	if names == nil || r == 0 || !(fresh || touches(names, patch)) || sh.get(k) != r {
 		return
 	}
 	s.idx.set(*k, names, values)
@@ -193,11 +193,12 @@ func (s *Store) backfill(name string) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for e := sh.lru.next; e != &sh.lru; e = e.next {
+		for r := sh.entries[0].next; r != 0; r = sh.entries[r].next {
+			e := &sh.entries[r]
 			if !e.live(now) {
 				continue
 			}
-			values := s.names.decode(e.data)
+			values := s.names.decode(sh.data[r])
 			v, ok := values[name]
 			if !ok || storage.IsNull(v) {
 				continue
@@ -277,11 +278,11 @@ func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMe
 		// The session may have changed value, moved or gone since the
 		// index was read: only what the index says now, under the
 		// shard's lock, counts.
-		if e := sh.get(k); e != nil && s.idx.holds(*k, t) {
-			if e.live(now) {
+		if r := sh.get(k); r != 0 && s.idx.holds(*k, t) {
+			if sh.entries[r].live(now) {
 				deleted++
 			}
-			s.remove(sh, e)
+			s.remove(sh, r)
 		}
 		sh.mu.Unlock()
 	}
@@ -300,8 +301,9 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 		sh := &s.shards[i]
 		now := s.now().UnixNano()
 		sh.mu.Lock()
-		for e := sh.lru.next; e != &sh.lru; e = e.next {
-			if e.live(now) {
+		// In slot order: a free slot is a zero entry, never live.
+		for r := 1; r < len(sh.entries); r++ {
+			if sh.entries[r].live(now) {
 				n++
 			}
 		}

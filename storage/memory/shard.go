@@ -5,15 +5,20 @@ import (
 	"sync"
 )
 
-// entry is one stored session. It is kept small (96 bytes) because a store
-// may hold a million of them: times are Unix nanoseconds, values one
-// encoded byte string.
+// ref is an entry's position in its shard's arrays. 0 is the LRU list's
+// sentinel, never an entry, so it also means "none".
+type ref uint32
+
+// entry is one stored session, kept in its shard's entries array. It holds
+// no pointer (times are Unix nanoseconds, links are refs, the values live
+// in the parallel data array), so that the garbage collector never scans
+// the array: at a million sessions, scanning one object per session was
+// most of the cost of every GC cycle of the whole process.
 type entry struct {
-	key  keyBytes
-	data []byte // encoded values (values.go); replaced, never written to
+	key keyBytes
 	// created, deadline and expires are Unix nanoseconds.
 	created, deadline, expires int64
-	prev, next                 *entry // the shard's LRU list
+	prev, next                 ref // the shard's LRU list
 }
 
 // live reports whether the session can be served at now (Unix ns); the
@@ -22,28 +27,41 @@ func (e *entry) live(now int64) bool {
 	return now < e.expires && now < e.deadline
 }
 
-// shard is one lock's worth of the store: maps for lookups and a doubly
-// linked list in use order for eviction. All fields are guarded by mu.
+// shard is one lock's worth of the store: maps for lookups, and the
+// entries with a doubly linked list through them in use order, for
+// eviction. All fields are guarded by mu.
 //
 // The main map is keyed by the first 8 bytes of the key, not all 32: at a
 // million sessions that saves about 60 bytes a session of hash table. Two
 // keys that share those bytes (about one chance in 10^7 for a million
 // random keys, but possible) are told apart by the full key in the entry;
-// the second one goes to the overflow map, which is otherwise empty.
+// the second one goes to the overflow map, which is otherwise empty. Both
+// maps hold refs, not pointers: the collector skips them too.
 type shard struct {
 	mu       sync.Mutex
 	index    int // position in Store.shards, for lock ordering
-	m        map[uint64]*entry
-	overflow map[keyBytes]*entry // keys whose prefix m already holds; usually nil
-	lru      entry               // sentinel: lru.next is the most recently used entry, lru.prev the least
-	peak     int                 // most entries m held since it was last rebuilt (see sweep.go)
+	m        map[uint64]ref
+	overflow map[keyBytes]ref // keys whose prefix m already holds; usually nil
+
+	// entries[0] is the LRU sentinel: entries[0].next is the most
+	// recently used entry, entries[0].prev the least. data[r] is entry
+	// r's encoded values (values.go), replaced, never written to. Slots
+	// of removed entries are reused (free) and compacted away by the
+	// sweeper after a peak (sweep.go).
+	entries []entry
+	data    [][]byte
+	free    []ref
+
+	peak int // most entries m held since it was last rebuilt (see sweep.go)
 }
 
 func (sh *shard) init(index int) {
 	sh.index = index
-	sh.m = make(map[uint64]*entry)
-	sh.lru.next = &sh.lru
-	sh.lru.prev = &sh.lru
+	sh.m = make(map[uint64]ref)
+	sh.overflow = nil
+	sh.entries = make([]entry, 1) // the sentinel, linked to itself (refs 0)
+	sh.data = make([][]byte, 1)
+	sh.free = nil
 }
 
 // prefix is the main map's key for k.
@@ -51,15 +69,15 @@ func prefix(k *keyBytes) uint64 {
 	return binary.LittleEndian.Uint64(k[:8])
 }
 
-// get returns the entry under k, or nil.
-func (sh *shard) get(k *keyBytes) *entry {
-	if e := sh.m[prefix(k)]; e != nil && e.key == *k {
-		return e
+// get returns the entry under k, or 0.
+func (sh *shard) get(k *keyBytes) ref {
+	if r := sh.m[prefix(k)]; r != 0 && sh.entries[r].key == *k {
+		return r
 	}
 	if len(sh.overflow) > 0 {
 		return sh.overflow[*k]
 	}
-	return nil
+	return 0
 }
 
 // len returns how many entries the shard holds.
@@ -67,50 +85,70 @@ func (sh *shard) len() int {
 	return len(sh.m) + len(sh.overflow)
 }
 
-// touch marks e as the most recently used.
-func (sh *shard) touch(e *entry) {
-	if sh.lru.next == e {
+// touch marks r as the most recently used.
+func (sh *shard) touch(r ref) {
+	if sh.entries[0].next == r {
 		return
 	}
-	sh.unlink(e)
-	sh.pushFront(e)
+	sh.unlink(r)
+	sh.pushFront(r)
 }
 
-func (sh *shard) pushFront(e *entry) {
-	e.prev = &sh.lru
-	e.next = sh.lru.next
-	e.next.prev = e
-	sh.lru.next = e
+func (sh *shard) pushFront(r ref) {
+	head := sh.entries[0].next
+	e := &sh.entries[r]
+	e.prev, e.next = 0, head
+	sh.entries[head].prev = r
+	sh.entries[0].next = r
 }
 
-func (sh *shard) unlink(e *entry) {
-	e.prev.next = e.next
-	e.next.prev = e.prev
-	e.prev, e.next = nil, nil
+func (sh *shard) unlink(r ref) {
+	e := &sh.entries[r]
+	prev, next := e.prev, e.next
+	sh.entries[prev].next = next
+	sh.entries[next].prev = prev
+	e.prev, e.next = 0, 0
 }
 
-// insert adds e (whose key is not in the shard) as the most recently used
-// entry. The store bounds the total (Store.insert).
-func (sh *shard) insert(e *entry) {
+// add stores e (whose key is not in the shard) with its values as the
+// most recently used entry and returns its ref. The store bounds the total
+// (Store.insert).
+func (sh *shard) add(e entry, data []byte) ref {
+	var r ref
+	if n := len(sh.free); n > 0 {
+		r = sh.free[n-1]
+		sh.free = sh.free[:n-1]
+	} else {
+		r = ref(len(sh.entries))
+		sh.entries = append(sh.entries, entry{})
+		sh.data = append(sh.data, nil)
+	}
+	sh.entries[r] = e
+	sh.data[r] = data
 	p := prefix(&e.key)
-	if sh.m[p] == nil {
-		sh.m[p] = e
+	if sh.m[p] == 0 {
+		sh.m[p] = r
 		sh.peak = max(sh.peak, len(sh.m))
 	} else {
 		if sh.overflow == nil {
-			sh.overflow = make(map[keyBytes]*entry)
+			sh.overflow = make(map[keyBytes]ref)
 		}
-		sh.overflow[e.key] = e
+		sh.overflow[e.key] = r
 	}
-	sh.pushFront(e)
+	sh.pushFront(r)
+	return r
 }
 
-// remove takes e out of the shard.
-func (sh *shard) remove(e *entry) {
-	if p := prefix(&e.key); sh.m[p] == e {
+// remove takes r out of the shard and frees its slot.
+func (sh *shard) remove(r ref) {
+	e := &sh.entries[r]
+	if p := prefix(&e.key); sh.m[p] == r {
 		delete(sh.m, p)
 	} else {
 		delete(sh.overflow, e.key)
 	}
-	sh.unlink(e)
+	sh.unlink(r)
+	*e = entry{}
+	sh.data[r] = nil
+	sh.free = append(sh.free, r)
 }

@@ -142,20 +142,21 @@ func (s *Store) Load(_ context.Context, key string) (*storage.Record, error) {
 	sh := s.shard(&k)
 	now := s.now().UnixNano()
 	sh.mu.Lock()
-	e := sh.get(&k)
-	if e == nil {
+	r := sh.get(&k)
+	if r == 0 {
 		sh.mu.Unlock()
 		return nil, storage.ErrNotFound
 	}
+	e := &sh.entries[r]
 	if !e.live(now) {
-		s.remove(sh, e)
+		s.remove(sh, r)
 		sh.mu.Unlock()
 		return nil, storage.ErrNotFound
 	}
-	sh.touch(e)
+	sh.touch(r)
 	// A stored data slice is never written to again (a Merge replaces it
 	// with a new one), so it can be decoded after the lock is released.
-	data, created, deadline, expires := e.data, e.created, e.deadline, e.expires
+	data, created, deadline, expires := sh.data[r], e.created, e.deadline, e.expires
 	sh.mu.Unlock()
 	return &storage.Record{
 		Values:   s.names.decode(data),
@@ -175,17 +176,17 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 
-	e := sh.get(&k)
-	if e != nil && !e.live(now) {
-		s.remove(sh, e)
-		e = nil
+	r := sh.get(&k)
+	if r != 0 && !sh.entries[r].live(now) {
+		s.remove(sh, r)
+		r = 0
 	}
-	if e == nil && !opts.Create {
+	if r == 0 && !opts.Create {
 		return nil, storage.ErrNotFound
 	}
 	var current map[string]json.RawMessage
-	if e != nil {
-		current = s.names.decode(e.data)
+	if r != 0 {
+		current = s.names.decode(sh.data[r])
 	}
 	values, err := storage.Apply(current, patch, opts.Limits)
 	if err != nil {
@@ -193,20 +194,22 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 	}
 	data := s.names.encode(values)
 
-	fresh := e == nil
-	if e == nil {
-		e = &entry{key: k, created: opts.Now.UnixNano(), deadline: opts.Deadline.UnixNano()}
-		e.data = data
+	fresh := r == 0
+	var e entry
+	if fresh {
+		e = entry{key: k, created: opts.Now.UnixNano(), deadline: opts.Deadline.UnixNano()}
 		e.expires = opts.Expires(opts.Deadline).UnixNano()
 		if e.live(now) { // a session born dead would only evict a live one
-			s.insert(sh, e)
+			r = s.insert(sh, e, data)
 		}
 	} else {
-		e.data = data
-		e.expires = opts.Expires(time.Unix(0, e.deadline)).UnixNano()
-		sh.touch(e)
+		p := &sh.entries[r]
+		p.expires = opts.Expires(time.Unix(0, p.deadline)).UnixNano()
+		sh.data[r] = data
+		sh.touch(r)
+		e = *p
 	}
-	s.indexWrite(sh, &k, e, fresh, values, patch)
+	s.indexWrite(sh, &k, r, fresh, values, patch)
 	// values is a fresh map from Apply; its byte slices are the caller's
 	// patch and the store's immutable old data, both fine to share.
 	return &storage.Record{
@@ -225,16 +228,17 @@ func (s *Store) Touch(_ context.Context, key string, expires time.Time) error {
 	now := s.now().UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := sh.get(&k)
-	if e == nil {
+	r := sh.get(&k)
+	if r == 0 {
 		return nil
 	}
+	e := &sh.entries[r]
 	e.expires = min(expires.UnixNano(), e.deadline)
 	if !e.live(now) {
-		s.remove(sh, e)
+		s.remove(sh, r)
 		return nil
 	}
-	sh.touch(e)
+	sh.touch(r)
 	return nil
 }
 
@@ -243,8 +247,8 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	k := parseKey(key)
 	sh := s.shard(&k)
 	sh.mu.Lock()
-	if e := sh.get(&k); e != nil {
-		s.remove(sh, e)
+	if r := sh.get(&k); r != 0 {
+		s.remove(sh, r)
 	}
 	sh.mu.Unlock()
 	return nil
@@ -265,21 +269,22 @@ func (s *Store) Rotate(_ context.Context, oldKey, newKey string) error {
 	unlock := lockPair(from, to)
 	defer unlock()
 
-	e := from.get(&ko)
-	if e == nil {
+	r := from.get(&ko)
+	if r == 0 {
 		return storage.ErrNotFound
 	}
-	if !e.live(now) {
-		s.remove(from, e)
+	if !from.entries[r].live(now) {
+		s.remove(from, r)
 		return storage.ErrNotFound
 	}
 	moved := s.idx.detach(ko)
-	s.remove(from, e)
-	if old := to.get(&kn); old != nil {
+	e, data := from.entries[r], from.data[r]
+	s.remove(from, r)
+	if old := to.get(&kn); old != 0 {
 		s.remove(to, old)
 	}
 	e.key = kn
-	s.insert(to, e)
+	s.insert(to, e, data)
 	s.idx.attach(kn, moved)
 	return nil
 }
@@ -302,18 +307,19 @@ func lockPair(a, b *shard) func() {
 	}
 }
 
-// insert adds e to sh (locked) and, when that takes the store past
-// MaxSessions, evicts the least recently used session of sh. Counting
-// first and evicting after keeps the bound under concurrent inserts into
-// different shards: each one that goes over takes one out.
-func (s *Store) insert(sh *shard, e *entry) {
-	sh.insert(e)
+// insert adds e with its values to sh (locked) and, when that takes the
+// store past MaxSessions, evicts the least recently used session of sh.
+// Counting first and evicting after keeps the bound under concurrent
+// inserts into different shards: each one that goes over takes one out.
+// It returns e's ref.
+func (s *Store) insert(sh *shard, e entry, data []byte) ref {
+	r := sh.add(e, data)
 	if s.count.Add(1) <= s.max {
-		return
+		return r
 	}
-	if victim := sh.lru.prev; victim != e {
+	if victim := sh.entries[0].prev; victim != r {
 		s.evict(sh, victim)
-		return
+		return r
 	}
 	// sh holds only e. Take the victim from another shard, without waiting
 	// for its lock (that could deadlock with a Rotate holding it and
@@ -324,28 +330,29 @@ func (s *Store) insert(sh *shard, e *entry) {
 		if !other.mu.TryLock() {
 			continue
 		}
-		victim := other.lru.prev
-		if victim != &other.lru {
+		if victim := other.entries[0].prev; victim != 0 {
 			s.evict(other, victim)
 			other.mu.Unlock()
-			return
+			return r
 		}
 		other.mu.Unlock()
 	}
+	return r
 }
 
 // evict removes victim from sh (locked) to make room.
-func (s *Store) evict(sh *shard, victim *entry) {
+func (s *Store) evict(sh *shard, victim ref) {
 	s.remove(sh, victim)
 	s.evictions.Add(1)
 }
 
-// remove takes e out of sh (locked).
-func (s *Store) remove(sh *shard, e *entry) {
-	sh.remove(e)
+// remove takes r out of sh (locked).
+func (s *Store) remove(sh *shard, r ref) {
+	key := sh.entries[r].key
+	sh.remove(r)
 	s.count.Add(-1)
 	if s.idx.indexed() != nil {
-		s.idx.drop(e.key)
+		s.idx.drop(key)
 	}
 }
 

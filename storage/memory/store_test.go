@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -419,4 +421,80 @@ func TestPrefixCollision(t *testing.T) {
 		t.Fatalf("Len() = %d after the sweep, want 2", s.Len())
 	}
 	check("third expired", 10, 1, -1)
+}
+
+// lruKeys returns a shard's keys from the most recently used to the least.
+func lruKeys(sh *shard) []keyBytes {
+	var keys []keyBytes
+	for r := sh.entries[0].next; r != 0; r = sh.entries[r].next {
+		keys = append(keys, sh.entries[r].key)
+	}
+	return keys
+}
+
+// After a peak, the sweeper compacts a shard: its arrays shrink to what
+// it holds, and the survivors keep their values, times and use order.
+func TestSweepCompacts(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	s := newTestStore(t, Options{MaxSessions: 100000, SweepInterval: -1, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	start := time.Unix(0, now.Load())
+	const n = 100000
+	for i := range n {
+		idle := time.Second // most sessions idle out
+		if i%10 == 0 {
+			idle = time.Hour
+		}
+		if _, err := s.Merge(ctx, storage.Key(fmt.Sprint("s", i)), map[string]json.RawMessage{"n": json.RawMessage(fmt.Sprint(i))},
+			storage.MergeOptions{Create: true, Now: start, Deadline: start.Add(24 * time.Hour), IdleTimeout: idle}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Use some survivors, so that the use order is not the insert order.
+	for i := n - 10; i >= 0; i -= 1000 {
+		if _, err := s.Load(ctx, storage.Key(fmt.Sprint("s", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now.Add(int64(time.Minute))
+	var before [][]keyBytes
+	for i := range s.shards {
+		var live []keyBytes
+		for _, k := range lruKeys(&s.shards[i]) {
+			sh := &s.shards[i]
+			if sh.entries[sh.get(&k)].live(now.Load()) {
+				live = append(live, k)
+			}
+		}
+		before = append(before, live)
+	}
+	s.sweep()
+	if s.Len() != n/10 {
+		t.Fatalf("after the sweep the store holds %d sessions, want %d", s.Len(), n/10)
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		if got := len(sh.entries) - 1; got != sh.len() || cap(sh.entries) > sh.len()+1 || len(sh.free) != 0 {
+			t.Fatalf("shard %d: %d slots (cap %d, %d free) for %d sessions: not compacted", i, got, cap(sh.entries), len(sh.free), sh.len())
+		}
+		if !slices.Equal(lruKeys(sh), before[i]) {
+			t.Fatalf("shard %d: the use order changed in the compaction", i)
+		}
+	}
+	for i := 0; i < n; i += 10 {
+		rec, err := s.Load(ctx, storage.Key(fmt.Sprint("s", i)))
+		if err != nil || string(rec.Values["n"]) != fmt.Sprint(i) || !rec.Created.Equal(start) {
+			t.Fatalf("session %d after the compaction: %+v, %v", i, rec, err)
+		}
+	}
+	// The freed capacity is reused: more sessions fit, the bound holds.
+	for i := range 1000 {
+		if _, err := s.Merge(ctx, storage.Key(fmt.Sprint("new", i)), map[string]json.RawMessage{"n": json.RawMessage(`1`)},
+			storage.MergeOptions{Create: true, Now: time.Unix(0, now.Load()), Deadline: start.Add(24 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Len() != n/10+1000 {
+		t.Fatalf("store holds %d, want %d", s.Len(), n/10+1000)
+	}
 }

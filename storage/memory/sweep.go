@@ -24,14 +24,14 @@ func (s *Store) sweep() {
 		sh := &s.shards[i]
 		now := s.now().UnixNano()
 		sh.mu.Lock()
-		for _, e := range sh.m {
-			if !e.live(now) {
-				s.remove(sh, e)
+		for _, r := range sh.m {
+			if !sh.entries[r].live(now) {
+				s.remove(sh, r)
 			}
 		}
-		for _, e := range sh.overflow {
-			if !e.live(now) {
-				s.remove(sh, e)
+		for _, r := range sh.overflow {
+			if !sh.entries[r].live(now) {
+				s.remove(sh, r)
 			}
 		}
 		sh.shrink()
@@ -39,18 +39,29 @@ func (s *Store) sweep() {
 	}
 }
 
-// shrink rebuilds the shard's main map (locked) once it holds a quarter of what
-// it once did: Go maps never give back the memory of deleted entries, so
-// after a traffic peak the table would otherwise stay at its peak size.
+// shrink rebuilds the shard (locked) once it holds a quarter of what it
+// once did: Go maps never give back the memory of deleted entries, nor
+// arrays their capacity, so after a traffic peak the shard would otherwise
+// stay at its peak size. The entries move to new slots, in the same use
+// order; refs are the shard's own business, so nothing else changes.
 func (sh *shard) shrink() {
-	const minPeak = 1024 // not worth it for small maps
-	if sh.peak < minPeak || len(sh.m) > sh.peak/4 {
+	const minPeak = 1024 // not worth it for small shards
+	slots := len(sh.entries) - 1
+	if max(sh.peak, slots) < minPeak || sh.len() > max(sh.peak, slots)/4 {
 		return
 	}
-	m := make(map[uint64]*entry, len(sh.m))
-	for k, e := range sh.m {
-		m[k] = e
+	n := sh.len()
+	entries, data := sh.entries, sh.data
+	sh.m = make(map[uint64]ref, n)
+	sh.overflow = nil
+	sh.entries = make([]entry, 1, n+1)
+	sh.data = make([][]byte, 1, n+1)
+	sh.free = nil
+	sh.peak = 0
+	// From the least recently used to the most: each goes to the front.
+	for r := entries[0].prev; r != 0; r = entries[r].prev {
+		e := entries[r]
+		e.prev, e.next = 0, 0
+		sh.add(e, data[r])
 	}
-	sh.m = m
-	sh.peak = len(m)
 }
