@@ -48,14 +48,7 @@ func TestCaddyfileAdaptFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg any
-	if err := json.Unmarshal([]byte(out), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	handlers := findHandlers(cfg, "session")
-	if len(handlers) != 1 {
-		t.Fatalf("want one session handler, got %s", out)
-	}
+	handler := sessionHandler(t, out)
 	want := `{"api_path":"/api/session","client_readable":["*"],"client_writable":["countryCode","cart"],` +
 		`"cookie":{"http_only":false,"max_age":43200000000000,"name":"__Host-sid","path":"/","same_site":"strict","secure":"on"},` +
 		`"forward":["countryCode","customerId"],"handler":"session","idle_timeout":1800000000000,"max_body":16384,"max_keys":10,` +
@@ -63,7 +56,7 @@ func TestCaddyfileAdaptFull(t *testing.T) {
 		`"store":{"backend":"cookie","max_chunks":3},"trusted_origins":["https://shop.example.com","http://localhost:3000"],"vary_cookie":false}`
 	var exp any
 	json.Unmarshal([]byte(want), &exp)
-	g, _ := json.Marshal(handlers[0])
+	g, _ := json.Marshal(handler)
 	e, _ := json.Marshal(exp)
 	if string(g) != string(e) {
 		t.Errorf("session JSON:\n got %s\nwant %s", g, e)
@@ -122,20 +115,26 @@ func TestCaddyfileErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := adapt(t, ":8080 {\n\tsession {\n\t\t"+tc.body+"\n\t}\n}\n")
-			if err == nil {
-				t.Fatalf("want an error containing %q, got none", tc.want)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q does not contain %q", err, tc.want)
-			}
-			if !strings.Contains(err.Error(), "Caddyfile:") {
-				t.Errorf("error %q does not name the line", err)
-			}
+			wantLineError(t, err, tc.want)
 		})
 	}
 }
 
 // findHandlers returns every handler object named name in adapted JSON.
+// sessionHandler returns the one session handler of an adapted config.
+func sessionHandler(t *testing.T, out string) map[string]any {
+	t.Helper()
+	var cfg any
+	if err := json.Unmarshal([]byte(out), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	handlers := findHandlers(cfg, "session")
+	if len(handlers) != 1 {
+		t.Fatalf("want one session handler, got %s", out)
+	}
+	return handlers[0]
+}
+
 func findHandlers(v any, name string) []map[string]any {
 	var out []map[string]any
 	switch v := v.(type) {
@@ -160,5 +159,20 @@ func TestCaddyfileCookieErrorLine(t *testing.T) {
 	_, err := adapt(t, ":8080 {\n\tsession {\n\t\tcookie __Host-s {\n\t\t\tpath /\n\t\t\tdomain example.com\n\t\t\thttp_only\n\t\t}\n\t}\n}\n")
 	if err == nil || !strings.Contains(err.Error(), "Caddyfile:5") {
 		t.Errorf("want the error at line 5 (domain), got %v", err)
+	}
+}
+
+// wantLineError checks a Caddyfile error: there is one, it says want, and
+// it names the file and line.
+func wantLineError(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want an error containing %q, got none", want)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not contain %q", err, want)
+	}
+	if !strings.Contains(err.Error(), "Caddyfile:") {
+		t.Errorf("error %q does not name the line", err)
 	}
 }

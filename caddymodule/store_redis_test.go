@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"encoding/json"
-	"strings"
 	"testing"
 )
 
@@ -14,15 +13,7 @@ func adaptRedisStore(t *testing.T, body string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var cfg any
-	if err := json.Unmarshal([]byte(out), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	handlers := findHandlers(cfg, "session")
-	if len(handlers) != 1 {
-		t.Fatalf("want one session handler, got %s", out)
-	}
-	store, _ := json.Marshal(handlers[0]["store"])
+	store, _ := json.Marshal(sessionHandler(t, out)["store"])
 	return string(store), nil
 }
 
@@ -62,15 +53,7 @@ func TestCaddyfileRedisLocalCacheErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := adaptRedisStore(t, "url redis://127.0.0.1:6379/0\n\t\t\t"+tc.body)
-			if err == nil {
-				t.Fatalf("want an error containing %q, got none", tc.want)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %q does not contain %q", err, tc.want)
-			}
-			if !strings.Contains(err.Error(), "Caddyfile:") {
-				t.Errorf("error %q does not name the line", err)
-			}
+			wantLineError(t, err, tc.want)
 		})
 	}
 }
