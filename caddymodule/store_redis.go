@@ -82,9 +82,10 @@ type RedisStore struct {
 	// it answers the writer, and a hit is served only while nothing unread
 	// waits on that connection: a write answered to another instance is
 	// seen by the next request here. If that channel fails unnoticed, the
-	// cache stops serving within about 1.5 s. Standalone servers only
-	// (url, or one address): Sentinel and Cluster read from Redis every
-	// time. Default: 10000; -1 (Caddyfile: local_cache off) turns it off.
+	// cache stops serving within about 1.5 s. Standalone servers without
+	// TLS only (url, or one address): Sentinel, Cluster and TLS read from
+	// Redis every time. Default: 10000; -1 (Caddyfile: local_cache off)
+	// turns it off.
 	LocalCache int `json:"local_cache,omitempty"`
 
 	// The open store, set by Provision: its methods are the module's.

@@ -58,9 +58,13 @@ type localCache struct {
 	// write Redis ran before then has been applied.
 	answered atomic.Int64
 
-	// quiet, when set, must report true for a hit to be served: no
-	// invalidation is waiting to be applied (tracker.quiet).
-	quiet func() bool
+	// watch, when set, must vouch for a hit: no invalidation was waiting
+	// to be applied from before the lookup to after it
+	// (tracker.quietSince, tracker.stillQuiet).
+	watch interface {
+		quietSince() (quietToken, bool)
+		stillQuiet(quietToken) bool
+	}
 }
 
 // cacheShard is one lock's worth of the cache.
@@ -118,17 +122,21 @@ func (c *localCache) get(key string, now time.Time) *storage.Record {
 	if !c.usable(now) {
 		return nil
 	}
+	// Quiet before the lookup, and still after it: an invalidation that
+	// had arrived was applied before the lookup (so the entry is gone),
+	// or keeps the hit from being served.
+	var tok quietToken
+	if c.watch != nil {
+		var ok bool
+		if tok, ok = c.watch.quietSince(); !ok {
+			return nil
+		}
+	}
 	sh := c.shard(key)
 	sh.mu.RLock()
 	rec := sh.m[key]
 	sh.mu.RUnlock()
-	if !rec.Live(now) {
-		return nil
-	}
-	// Checked after the lookup: an invalidation that arrives after this
-	// check is one Redis sent after the entry was already in the cache,
-	// for a write that may not have been answered yet either.
-	if c.quiet != nil && !c.quiet() {
+	if !rec.Live(now) || c.watch != nil && !c.watch.stillQuiet(tok) {
 		return nil
 	}
 	return copyRecord(rec)

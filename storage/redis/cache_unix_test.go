@@ -79,11 +79,12 @@ func TestCacheStopsServingWhenPongsStop(t *testing.T) {
 	warm(t, s, key) // on again, by itself
 }
 
-// A cache hit needs a quiet tracking connection: its reader waiting in
-// Read and no unread byte on the socket. An invalidation that reached the
-// socket but that the tracker goroutine has not read yet must keep the
-// cache from serving: this is what stops a browser's next request, through
-// another instance after a write, from overtaking the invalidation.
+// A cache hit needs a quiet tracking connection: everything its reader took
+// off the socket applied, and no unread byte on the socket. An invalidation
+// that reached the socket but that the tracker goroutine has not read yet,
+// or has read and not applied, must keep the cache from serving: this is
+// what stops a browser's next request, through another instance after a
+// write, from overtaking the invalidation.
 func TestTrackedConnQuiet(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -114,31 +115,53 @@ func TestTrackedConnQuiet(t *testing.T) {
 	if tc.raw == nil {
 		t.Fatal("no raw socket under a TCP connection")
 	}
-	if tc.quiet() {
-		t.Fatal("quiet while the reader is not waiting in Read")
-	}
-	tc.reading.Store(true) // as while go-redis waits in Read
-	if !tc.quiet() {
-		t.Fatal("not quiet: the reader waits and nothing was sent")
+	quiet := func() bool { _, ok := tc.quiet(); return ok }
+	if !quiet() {
+		t.Fatal("not quiet: nothing was sent")
 	}
 	if _, err := peer.Write([]byte("*3\r\n")); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Second)
-	for tc.quiet() {
+	for quiet() {
 		if time.Now().After(deadline) {
 			t.Fatal("still quiet a second after a byte was sent")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// Read by the reader: quiet again once it waits for more.
-	tc.reading.Store(false)
+	// Taken off the socket but not applied yet: not quiet.
 	buf := make([]byte, 16)
 	if _, err := tc.Read(buf); err != nil {
 		t.Fatal(err)
 	}
-	tc.reading.Store(true)
-	if !tc.quiet() {
-		t.Fatal("not quiet after the byte was read")
+	s, ok := tc.quiet()
+	if ok || s%2 != 1 {
+		t.Fatalf("quiet (state %d) with a message read and not applied", s)
+	}
+	// The reader asks for more (all it read applied): quiet again while
+	// it waits, and the state it waits in is even.
+	done := make(chan error, 1)
+	go func() {
+		_, err := tc.Read(buf)
+		done <- err
+	}()
+	deadline = time.Now().Add(time.Second)
+	for !quiet() {
+		if time.Now().After(deadline) {
+			t.Fatal("not quiet while the reader waits with everything applied")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s, _ = tc.quiet()
+	// More bytes: the waiting reader takes them, and the state moves on,
+	// so a lookup made meanwhile would not be vouched for.
+	if _, err := peer.Write([]byte("$1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if now := tc.state.Load(); now == s {
+		t.Fatalf("state %d unchanged after the reader took bytes", now)
 	}
 }

@@ -135,15 +135,22 @@ func (c *Config) prefix() string {
 
 // localCacheSize returns the number of sessions to cache, or 0 for none:
 // the cache needs the invalidations of one server, so Sentinel and Cluster
-// get none (see the package doc).
+// get none, nor do TLS connections (see usesTLS and the package doc).
 func (c *Config) localCacheSize() int {
 	switch {
-	case c.LocalCache < 0, c.SentinelMaster != "", c.clusterMode():
+	case c.LocalCache < 0, c.SentinelMaster != "", c.clusterMode(), c.usesTLS():
 		return 0
 	case c.LocalCache == 0:
 		return DefaultLocalCache
 	}
 	return c.LocalCache
+}
+
+// usesTLS reports whether c's connections are encrypted. The local cache
+// needs to see whether bytes wait on its tracking connection's socket, and
+// TLS keeps decrypted bytes of its own, out of sight: no cache with TLS.
+func (c *Config) usesTLS() bool {
+	return c.TLS != nil || strings.HasPrefix(strings.ToLower(c.URL), "rediss://")
 }
 
 // clusterMode reports whether c describes a Redis Cluster.

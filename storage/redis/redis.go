@@ -9,7 +9,8 @@
 //
 // # The local read cache
 //
-// With one standalone server (Config.URL, or a single address), reads of a
+// With one standalone server (Config.URL, or a single address) reached
+// without TLS, reads of a
 // session that has not changed since this process last read it are served
 // from memory, without a round trip (Config.LocalCache sizes it or turns it
 // off). Redis itself says when an entry must go: a dedicated connection of
@@ -50,15 +51,18 @@
 //     server that no longer receives the writes, live and silent, so that
 //     no rule above would catch it.
 //
-// A hit also needs the tracking connection to be quiet: its reader waiting
-// and no unread byte on its socket (one non-blocking peek per hit), so an
+// A hit also needs the tracking connection to be quiet, before the lookup
+// and still after it: everything its reader took off the socket applied
+// (the reader waits for bytes before taking them, and says so), and no
+// unread byte on the socket (one non-blocking peek per hit). So an
 // invalidation that has reached this host is never overtaken by a request
-// that came after it, even before the tracker goroutine has run. Redis
+// that came after it, even before the tracker goroutine has run. TLS hides
+// decrypted bytes from the peek: a TLS connection gets no cache. Redis
 // writes the invalidations of a write in the same event-loop iteration as
 // its reply to the writer, so a browser's next request, which must first
 // get the writer's answer, finds the invalidation here
 // (TestCacheReadAfterWriteAcrossInstances checks this 300 times in a row;
-// without the peek it fails within a few dozen). What is left is a network
+// without the check it fails within a few dozen). What is left is a network
 // that delays the invalidation to this instance longer than the writer's
 // answer takes to reach the browser and its next request to reach here;
 // and an undetected failure of the tracking connection (a frozen Redis, a

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"strconv"
@@ -97,21 +96,37 @@ func newTracker(cache *localCache, opts *goredis.Options, prefix string, log fun
 		return tc, nil
 	}
 	t.client = goredis.NewClient(&o)
-	cache.quiet = t.quiet
+	cache.watch = t
 	return t
 }
 
-// quiet reports whether no invalidation can be waiting on the tracking
-// connection: its reader is blocked in Read, so every message read before
-// has been applied, and the socket holds no unread byte. A cache hit needs
-// it, so that an invalidation that reached this host, however briefly, is
-// never overtaken by a request that arrived after it (a browser's next
-// request after a write through another instance, say) just because the
-// tracker goroutine had not run yet. It costs one non-blocking peek at
-// the socket per hit.
-func (t *tracker) quiet() bool {
+// quietSince returns a token when no invalidation can be waiting on the
+// tracking connection: every byte its reader took off the socket has been
+// applied, and the socket holds no unread byte. A cache hit needs it, and
+// stillQuiet(token) after the lookup, so that an invalidation that reached
+// this host, however briefly, is never overtaken by a request that arrived
+// after it (a browser's next request after a write through another
+// instance, say) just because the tracker goroutine had not run yet. It
+// costs one non-blocking peek at the socket per hit.
+func (t *tracker) quietSince() (quietToken, bool) {
 	c := t.conn.Load()
-	return c != nil && c.quiet()
+	if c == nil {
+		return quietToken{}, false
+	}
+	s, ok := c.quiet()
+	return quietToken{c, s}, ok
+}
+
+// stillQuiet reports whether the reader has taken nothing off the socket
+// since quietSince returned tok.
+func (t *tracker) stillQuiet(tok quietToken) bool {
+	return t.conn.Load() == tok.conn && tok.conn.state.Load() == tok.state
+}
+
+// quietToken is what quietSince saw.
+type quietToken struct {
+	conn  *trackedConn
+	state uint64
 }
 
 // trackedConn is the tracking connection: the moment a read or a write
@@ -122,25 +137,24 @@ type trackedConn struct {
 	net.Conn
 	cache *localCache
 
-	// raw is the TCP or Unix socket under Conn (under TLS too), for
-	// peeking at unread bytes; nil when there is none to peek at.
+	// raw is the socket under Conn, for peeking at unread bytes; nil
+	// when there is none to peek at (TLS keeps bytes of its own, so the
+	// store gives a TLS connection no local cache: Config.localCacheSize).
 	raw syscall.RawConn
 
-	// reading is true while go-redis waits in Read. go-redis reads a
-	// message only when the tracker asks for the next one, and asks only
-	// after it applied the previous one, so while reading is true every
-	// byte read before belongs to a message already applied (or to one
-	// not yet whole).
-	reading atomic.Bool
+	// state counts the reader's progress. It turns odd just before the
+	// reader takes bytes off the socket, and even again when go-redis
+	// next asks for more: go-redis asks only once it has handed every
+	// whole message read so far to the tracker, which applies each one
+	// before it asks for the next. So an even state, unchanged, with no
+	// unread byte on the socket, means no invalidation that reached this
+	// host is waiting to be applied.
+	state atomic.Uint64
 }
 
 func newTrackedConn(c net.Conn, cache *localCache) *trackedConn {
 	tc := &trackedConn{Conn: c, cache: cache}
-	under := c
-	if tlsConn, ok := c.(*tls.Conn); ok {
-		under = tlsConn.NetConn()
-	}
-	if sc, ok := under.(syscall.Conn); ok {
+	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			tc.raw = raw
 		}
@@ -149,28 +163,38 @@ func newTrackedConn(c net.Conn, cache *localCache) *trackedConn {
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
-	c.reading.Store(true)
+	if c.raw != nil {
+		if c.state.Load()%2 == 1 {
+			c.state.Add(1) // everything read before has been applied
+		}
+		// Wait for bytes without taking them, then say so before
+		// taking them.
+		if err := c.raw.Read(func(fd uintptr) bool { return unread(fd) }); err != nil {
+			c.cache.disable()
+			return 0, err
+		}
+		c.state.Add(1)
+	}
 	n, err := c.Conn.Read(p)
-	c.reading.Store(false)
 	if err != nil {
 		c.cache.disable()
 	}
 	return n, err
 }
 
-// quiet reports whether the reader is waiting and nothing is waiting for
-// it; see tracker.quiet.
-func (c *trackedConn) quiet() bool {
-	if !c.reading.Load() || c.raw == nil {
-		return false
+// quiet returns the reader's state and whether it is quiet: even (all
+// it took applied) and no byte waiting on the socket. See
+// tracker.quietSince.
+func (c *trackedConn) quiet() (uint64, bool) {
+	s := c.state.Load()
+	if c.raw == nil || s%2 == 1 {
+		return s, false
 	}
 	pending := true
 	if err := c.raw.Control(func(fd uintptr) { pending = unread(fd) }); err != nil {
-		return false
+		return s, false
 	}
-	// Read again: the reader may have woken up meanwhile, with bytes
-	// the peek no longer saw.
-	return !pending && c.reading.Load()
+	return s, !pending && c.state.Load() == s
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
