@@ -122,24 +122,32 @@ func (c *localCache) get(key string, now time.Time) *storage.Record {
 	if !c.usable(now) {
 		return nil
 	}
-	// Quiet before the lookup, and still after it: an invalidation that
-	// had arrived was applied before the lookup (so the entry is gone),
-	// or keeps the hit from being served.
-	var tok quietToken
-	if c.watch != nil {
-		var ok bool
-		if tok, ok = c.watch.quietSince(); !ok {
-			return nil
-		}
-	}
 	sh := c.shard(key)
-	sh.mu.RLock()
-	rec := sh.m[key]
-	sh.mu.RUnlock()
-	if !rec.Live(now) || c.watch != nil && !c.watch.stillQuiet(tok) {
+	if !sh.lookup(key).Live(now) {
+		return nil // a miss needs no peek at the tracking connection
+	}
+	if c.watch == nil {
+		return copyRecord(sh.lookup(key))
+	}
+	// Quiet before the lookup that counts, and still after it: an
+	// invalidation that had arrived was applied before it (so the entry
+	// is gone), or keeps the hit from being served.
+	tok, ok := c.watch.quietSince()
+	if !ok {
+		return nil
+	}
+	rec := sh.lookup(key)
+	if !rec.Live(now) || !c.watch.stillQuiet(tok) {
 		return nil
 	}
 	return copyRecord(rec)
+}
+
+// lookup returns the entry under key, or nil.
+func (sh *cacheShard) lookup(key string) *storage.Record {
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return sh.m[key]
 }
 
 // begin returns the ticket of a Load about to ask Redis for key; ok is

@@ -66,10 +66,7 @@ func waitCacheOn(t *testing.T, s *Store) {
 
 // cachedKey reports whether the cache holds key.
 func cachedKey(s *Store, key string) bool {
-	sh := s.cache.shard(key)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	return sh.m[key] != nil
+	return s.cache.shard(key).lookup(key) != nil
 }
 
 // warm loads key until the cache holds it: the Load right after a write
