@@ -190,15 +190,32 @@ func (c *Caddy) Start(t testing.TB) {
 			t.Fatalf("caddy exited before serving:\n%s", c.Logs())
 		default:
 		}
+		// The site's port alone is not proof: another test's freePort
+		// probe may hold it for an instant. Caddy's admin endpoint
+		// answering is; by then the site is bound too, or Caddy has
+		// exited saying why.
 		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.HTTPPort), 200*time.Millisecond); err == nil {
 			conn.Close()
-			return
+			if adminUp(c.Admin) {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("caddy did not listen:\n%s", c.Logs())
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
+}
+
+// adminUp reports whether Caddy's admin endpoint at base answers.
+func adminUp(base string) bool {
+	client := http.Client{Timeout: 500 * time.Millisecond}
+	resp, err := client.Get(base + "/config/")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // Stop ends the process (SIGTERM, then SIGKILL after a few seconds).
