@@ -9,13 +9,26 @@ import (
 )
 
 // Counter is an optional interface of a Store that can tell how many
-// sessions it holds, for operators (the admin API's count). The number may
+// sessions it holds, for operators (the admin API's count). The numbers may
 // be approximate when counting exactly would block the store (a Redis SCAN
 // may count a key twice); each implementation documents how.
 type Counter interface {
-	// Count returns how many sessions the store holds.
-	Count(ctx context.Context) (int, error)
+	// Count returns how many live sessions the store holds, New and
+	// confirmed (see Record.New).
+	Count(ctx context.Context) (Counts, error)
 }
+
+// Counts is what Counter.Count returns.
+type Counts struct {
+	// New is the number of sessions not confirmed yet (Record.New).
+	New int `json:"new"`
+	// Confirmed is the number of the others. A store that keeps no New
+	// state counts every session here.
+	Confirmed int `json:"confirmed"`
+}
+
+// Total is New + Confirmed.
+func (c Counts) Total() int { return c.New + c.Confirmed }
 
 // Indexer is an optional interface of a Store that can find sessions by the
 // value of one of their keys, so that an operator can end every session of
@@ -32,8 +45,9 @@ type Counter interface {
 // deletes). A store should also find the sessions that held the key before
 // Index was first called; one that cannot says so in its documentation.
 //
-// Values are compared as compact JSON text (see IndexValue): the string
-// "c_42" and the number 42 are different values.
+// Values are compared by JSON value, not by their text (see IndexValue):
+// "gid:\/\/x" and "gid://x", or 1e2 and 100, are the same value; the
+// string "42" and the number 42 are different values.
 type Indexer interface {
 	// Index starts maintaining the index of name, and returns the function
 	// that stops it. Calling the returned function more than once has no
@@ -41,11 +55,13 @@ type Indexer interface {
 	Index(name string) (release func())
 
 	// DeleteByValue deletes every live session whose value of name equals
-	// value (compact JSON text), and returns how many it deleted. A session
-	// written concurrently may or may not be deleted; one written after
-	// DeleteByValue returns is not. It returns an error wrapping
+	// value (as JSON values, see IndexValue) and, when audience is not
+	// empty, whose Record.Audience is audience. It returns how many it
+	// deleted per audience (sessions without one count under ""). A
+	// session written concurrently may or may not be deleted; one written
+	// after DeleteByValue returns is not. It returns an error wrapping
 	// ErrNotIndexed when name is not indexed.
-	DeleteByValue(ctx context.Context, name string, value json.RawMessage) (int, error)
+	DeleteByValue(ctx context.Context, name string, value json.RawMessage, audience string) (map[string]int, error)
 }
 
 // ErrNotIndexed: DeleteByValue was asked for a key that no configuration

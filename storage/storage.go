@@ -67,8 +67,21 @@ type Record struct {
 	Deadline time.Time `json:"deadline"`
 
 	// Expires is when the record stops being served: the idle expiry, never
-	// after Deadline. Without an idle timeout it equals Deadline.
+	// after Deadline. Without an idle timeout it equals Deadline; while the
+	// session is New, at most Created + the new-session TTL.
 	Expires time.Time `json:"expires"`
+
+	// Audience is the site the session belongs to (the handler's audience:
+	// a host name, a cookie domain or a configured name), set when the
+	// session is created and kept by Rotate. The cookie's signature is what
+	// binds a session to its audience; stores keep it so that an index
+	// lookup can tell sessions of different sites apart.
+	Audience string `json:"audience,omitempty"`
+
+	// New is true from the session's creation until it is confirmed: until
+	// a later request presents its cookie (MergeOptions.Confirm, or
+	// Confirmer.Confirm). A store that keeps no such state leaves it false.
+	New bool `json:"new,omitempty"`
 }
 
 // Live reports whether the record can still be served at now.
@@ -94,10 +107,23 @@ type MergeOptions struct {
 
 	// Limits bound the merged session.
 	Limits Limits
+
+	// Audience is the Record.Audience of a session that Merge creates. A
+	// merge into an existing session keeps the stored one.
+	Audience string
+
+	// NewTTL, when positive, makes a session that Merge creates New, and
+	// bounds the Expires of a New session to its Created + NewTTL (see
+	// ExpiresOf). Zero: sessions are created confirmed.
+	NewTTL time.Duration
+
+	// Confirm confirms the session: a merge into a New session clears New
+	// (the request that writes presented the session's cookie).
+	Confirm bool
 }
 
-// Expires returns the expiry a write at o.Now gives a record whose absolute
-// deadline is deadline.
+// Expires returns the expiry a write at o.Now gives a confirmed record
+// whose absolute deadline is deadline.
 func (o MergeOptions) Expires(deadline time.Time) time.Time {
 	if o.IdleTimeout <= 0 {
 		return deadline
@@ -106,6 +132,32 @@ func (o MergeOptions) Expires(deadline time.Time) time.Time {
 		return e
 	}
 	return deadline
+}
+
+// ExpiresOf returns the expiry a write at o.Now gives a record created at
+// created with the absolute deadline deadline, New or not (after the
+// write: a confirming write passes isNew false). A New record ends at
+// created + NewTTL at the latest.
+func (o MergeOptions) ExpiresOf(created, deadline time.Time, isNew bool) time.Time {
+	e := o.Expires(deadline)
+	if isNew && o.NewTTL > 0 {
+		if n := created.Add(o.NewTTL); n.Before(e) {
+			return n
+		}
+	}
+	return e
+}
+
+// Confirmer is an optional interface of a Store that keeps the New state
+// of its sessions (Record.New). The handler calls Confirm once, when a
+// request presents the cookie of a New session and writes nothing to it
+// (a write confirms through MergeOptions.Confirm instead).
+type Confirmer interface {
+	// Confirm clears New on the live session stored under key and moves
+	// its expiry to expires, never past its Deadline, without rewriting
+	// its values. Confirming a missing session is not an error and must
+	// not create one; confirming a confirmed one only moves its expiry.
+	Confirm(ctx context.Context, key string, expires time.Time) error
 }
 
 // Errors a Store returns. Wrap them with fmt.Errorf("...: %w", err) to add
