@@ -36,10 +36,16 @@ func init() {
 // Caddy logs.
 //
 //	GET  /session/                         the live session handlers
-//	GET  /session/<id>/count               {"sessions": n}
-//	POST /session/<id>/inspect             {"cookie": "<value>"} → the session
-//	POST /session/<id>/destroy             {"cookie": "<value>"} → {"destroyed": 0|1}
-//	POST /session/<id>/logout-everywhere   {"value": <JSON value>} → {"destroyed": n}
+//	GET  /session/<id>/count               {"sessions": n, "new": n, "confirmed": n}
+//	POST /session/<id>/inspect             {"cookie": "<value>", "audience": "<host>"} → the session
+//	POST /session/<id>/destroy             {"cookie": "<value>", "audience": "<host>"} → {"destroyed": 0|1}
+//	POST /session/<id>/logout-everywhere   {"value": <JSON value>, "audience": "<host>"} → {"destroyed": n, "audiences": {...}}
+//
+// A cookie is bound to its audience (the host name it was issued for, the
+// cookie's domain, or the handler's audience): inspect and destroy verify
+// it under the audience given, which may be left out when the handler's
+// audience does not depend on the request. logout-everywhere ends the
+// sessions of every audience, or of the one given, and counts per audience.
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -92,13 +98,11 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err := method(r, http.MethodPost); err != nil {
 			return err
 		}
-		var body struct {
-			Cookie string `json:"cookie"`
-		}
+		var body cookieBody
 		if err := readAdminBody(r, &body); err != nil {
 			return err
 		}
-		info, err := inspectCookie(ctx, handlers, body.Cookie)
+		info, err := inspectCookie(ctx, handlers, body)
 		if err != nil {
 			return err
 		}
@@ -107,25 +111,24 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err := method(r, http.MethodPost); err != nil {
 			return err
 		}
-		var body struct {
-			Cookie string `json:"cookie"`
-		}
+		var body cookieBody
 		if err := readAdminBody(r, &body); err != nil {
 			return err
 		}
-		return destroyCookie(ctx, w, id, handlers, body.Cookie)
+		return destroyCookie(ctx, w, id, handlers, body)
 	case "logout-everywhere":
 		if err := method(r, http.MethodPost); err != nil {
 			return err
 		}
 		var body struct {
-			Key   string          `json:"key"`
-			Value json.RawMessage `json:"value"`
+			Key      string          `json:"key"`
+			Value    json.RawMessage `json:"value"`
+			Audience string          `json:"audience"`
 		}
 		if err := readAdminBody(r, &body); err != nil {
 			return err
 		}
-		return logoutEverywhere(ctx, w, id, handlers, body.Key, body.Value)
+		return logoutEverywhere(ctx, w, id, handlers, body.Key, body.Value, body.Audience)
 	}
 	return apiErr(http.StatusNotFound, "no such session admin endpoint %q; see the README's Operations section", r.URL.Path)
 }
@@ -174,7 +177,7 @@ func countSessions(ctx context.Context, w http.ResponseWriter, id string, handle
 	if handlers[0].ops.raw == nil {
 		return apiErr(http.StatusNotImplemented, "handler %q uses the cookie store: sessions live in browsers, and the server cannot count them", id)
 	}
-	total := 0
+	var total storage.Counts
 	for _, h := range distinctStores(handlers, func(*Handler) bool { return true }) {
 		c, ok := h.ops.raw.(storage.Counter)
 		if !ok {
@@ -184,9 +187,11 @@ func countSessions(ctx context.Context, w http.ResponseWriter, id string, handle
 		if err != nil {
 			return storeAPIErr(h, "count", err)
 		}
-		total += n
+		total.New += n.New
+		total.Confirmed += n.Confirmed
 	}
-	return writeAdminJSON(w, map[string]any{"handler": id, "store": handlers[0].storeName, "sessions": total})
+	return writeAdminJSON(w, map[string]any{"handler": id, "store": handlers[0].storeName,
+		"sessions": total.Total(), "new": total.New, "confirmed": total.Confirmed})
 }
 
 // sessionInfo is what inspect shows of a session: everything but its ID,
@@ -195,12 +200,20 @@ type sessionInfo struct {
 	ID       string                     `json:"handler"`
 	Store    string                     `json:"store"`
 	Session  string                     `json:"session"`
+	Audience string                     `json:"audience"`
+	New      bool                       `json:"new,omitempty"`
 	Stale    bool                       `json:"verified_by_older_secret,omitempty"`
 	Values   map[string]json.RawMessage `json:"values,omitempty"`
 	Created  *time.Time                 `json:"created,omitempty"`
 	Deadline *time.Time                 `json:"deadline,omitempty"`
 	Expires  *time.Time                 `json:"expires,omitempty"`
 	Note     string                     `json:"note,omitempty"`
+}
+
+// cookieBody is the body of inspect and destroy.
+type cookieBody struct {
+	Cookie   string `json:"cookie"`
+	Audience string `json:"audience"`
 }
 
 // decoded is a cookie value as one handler reads it.
@@ -222,13 +235,19 @@ func (d decoded) ref() string {
 // value may be given with its "name=" in front, as a browser's tools copy
 // it; a cookie-store session split into chunks is given as the chunks'
 // values joined in order.
-func decodeCookie(ctx context.Context, handlers []*Handler, value string) ([]decoded, error) {
-	value = strings.TrimSpace(value)
+func decodeCookie(ctx context.Context, handlers []*Handler, body cookieBody) ([]decoded, error) {
+	value := strings.TrimSpace(body.Cookie)
 	if value == "" {
 		return nil, apiErr(http.StatusBadRequest, `give the session cookie's value: {"cookie": "<value>"}`)
 	}
 	var out []decoded
+	needAudience := false
 	for _, h := range handlers {
+		audience := h.adminAudience(body.Audience)
+		if audience == "" {
+			needAudience = true
+			continue
+		}
 		v := strings.TrimPrefix(value, h.opts.Name+"=")
 		codec := h.secrets.codec.Load()
 		if codec == nil && h.secrets.storage != nil {
@@ -241,9 +260,12 @@ func decodeCookie(ctx context.Context, handlers []*Handler, value string) ([]dec
 		if codec == nil {
 			continue // no secret yet: no cookie can verify
 		}
-		if dv := h.verify(codec, v); dv != nil {
+		if dv := h.verify(codec, v, audience); dv != nil {
 			out = append(out, decoded{h: h, codec: codec, v: dv})
 		}
+	}
+	if len(out) == 0 && needAudience {
+		return nil, apiErr(http.StatusBadRequest, `give the audience the cookie was issued for, the host name it was set by: {"cookie": "<value>", "audience": "shop.example"} (sessions are bound to their site)`)
 	}
 	if len(out) == 0 {
 		return nil, apiErr(http.StatusBadRequest, "the cookie value does not verify with the handler's secrets (wrong handler, tampered, or signed by a secret no longer configured)")
@@ -251,16 +273,31 @@ func decodeCookie(ctx context.Context, handlers []*Handler, value string) ([]dec
 	return out, nil
 }
 
+// adminAudience is the audience an admin call verifies a cookie under:
+// the handler's own when it does not depend on the request, else the one
+// given (a host name, normalised as a request's is, or the value a
+// request-dependent audience takes as written). "" when none was given.
+func (h *Handler) adminAudience(given string) string {
+	given = strings.TrimSpace(given)
+	switch {
+	case h.fixedAudience != "":
+		return h.fixedAudience
+	case h.audienceTemplate != "":
+		return given
+	}
+	return hostAudience(given)
+}
+
 // inspectCookie returns the session a cookie value holds.
-func inspectCookie(ctx context.Context, handlers []*Handler, value string) (*sessionInfo, error) {
-	ds, err := decodeCookie(ctx, handlers, value)
+func inspectCookie(ctx context.Context, handlers []*Handler, body cookieBody) (*sessionInfo, error) {
+	ds, err := decodeCookie(ctx, handlers, body)
 	if err != nil {
 		return nil, err
 	}
 	var lastErr error
 	for _, d := range ds {
 		h := d.h
-		info := &sessionInfo{ID: h.ops.id, Store: h.storeName, Session: d.ref(), Stale: d.v.stale}
+		info := &sessionInfo{ID: h.ops.id, Store: h.storeName, Session: d.ref(), Stale: d.v.stale, Audience: d.v.audience}
 		if h.store == nil {
 			p := d.v.payload
 			c, dl, seen := time.UnixMilli(p.Created).UTC(), time.UnixMilli(p.Deadline).UTC(), time.UnixMilli(p.Seen).UTC()
@@ -288,7 +325,7 @@ func inspectCookie(ctx context.Context, handlers []*Handler, value string) (*ses
 			return nil, storeAPIErr(h, "load", err)
 		}
 		c, dl, exp := rec.Created.UTC(), rec.Deadline.UTC(), rec.Expires.UTC()
-		info.Values, info.Created, info.Deadline, info.Expires = rec.Values, &c, &dl, &exp
+		info.Values, info.Created, info.Deadline, info.Expires, info.New = rec.Values, &c, &dl, &exp, rec.New
 		return info, nil
 	}
 	return nil, lastErr
@@ -296,8 +333,8 @@ func inspectCookie(ctx context.Context, handlers []*Handler, value string) (*ses
 
 // destroyCookie destroys the session a cookie value holds, in every store
 // of the id whose secrets verify it.
-func destroyCookie(ctx context.Context, w http.ResponseWriter, id string, handlers []*Handler, value string) error {
-	ds, err := decodeCookie(ctx, handlers, value)
+func destroyCookie(ctx context.Context, w http.ResponseWriter, id string, handlers []*Handler, body cookieBody) error {
+	ds, err := decodeCookie(ctx, handlers, body)
 	if err != nil {
 		return err
 	}
@@ -335,7 +372,7 @@ func destroyCookie(ctx context.Context, w http.ResponseWriter, id string, handle
 }
 
 // logoutEverywhere destroys every session whose index_key holds value.
-func logoutEverywhere(ctx context.Context, w http.ResponseWriter, id string, handlers []*Handler, key string, raw json.RawMessage) error {
+func logoutEverywhere(ctx context.Context, w http.ResponseWriter, id string, handlers []*Handler, key string, raw json.RawMessage, audience string) error {
 	indexKey := handlers[0].IndexKey
 	for _, h := range handlers {
 		if h.IndexKey != "" {
@@ -357,12 +394,16 @@ func logoutEverywhere(ctx context.Context, w http.ResponseWriter, id string, han
 		return apiErr(http.StatusBadRequest, "%v", err)
 	}
 	total := 0
+	byAudience := map[string]int{}
 	for _, h := range distinctStores(handlers, func(h *Handler) bool { return h.IndexKey == indexKey }) {
 		ix, _ := h.ops.raw.(storage.Indexer) // provisioning checked it
-		n, err := ix.DeleteByValue(ctx, indexKey, value)
-		total += n
-		for range n {
-			h.ops.metrics.count(evDestroyed)
+		counts, err := ix.DeleteByValue(ctx, indexKey, value, audience)
+		for aud, n := range counts {
+			total += n
+			byAudience[aud] += n
+			for range n {
+				h.ops.metrics.count(evDestroyed)
+			}
 		}
 		if err != nil {
 			return storeAPIErr(h, "delete by value", err)
@@ -371,7 +412,11 @@ func logoutEverywhere(ctx context.Context, w http.ResponseWriter, id string, han
 	// The value is a session value (a customer ID): it stays out of the log.
 	handlers[0].logger.Info("sessions destroyed through the admin API (log out everywhere)",
 		zap.String("handler", id), zap.String("key", indexKey), zap.Int("destroyed", total))
-	return writeAdminJSON(w, map[string]any{"handler": id, "key": indexKey, "destroyed": total})
+	out := map[string]any{"handler": id, "key": indexKey, "destroyed": total, "audiences": byAudience}
+	if audience != "" {
+		out["audience"] = audience
+	}
+	return writeAdminJSON(w, out)
 }
 
 // storeAPIErr answers a store failure with 503 and logs it as the handler

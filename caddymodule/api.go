@@ -126,14 +126,16 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		if err := h.cop.Check(r); err != nil {
 			return h.apiFail(w, r, http.StatusForbidden, "cross-origin session writes are refused; list the origin in trusted_origins if it is yours")
 		}
-		if s.storeErr != nil {
-			return h.apiFail(w, r, http.StatusServiceUnavailable, "session store unavailable; nothing was deleted, try again shortly")
+		// The cookie is expired even when the store fails: signing out
+		// always signs the browser out (destroy logs that the stored
+		// session may outlive it), and the 503 says so.
+		unknown := s.storeErr != nil && s.failedKey == "" // the cookie could not even be read
+		err := h.destroy(r.Context(), s)
+		if cerr := h.writeCookies(hdr, s, secure, now); cerr != nil {
+			h.logger.Error("expiring the session cookie", zap.Error(cerr))
 		}
-		if err := h.destroy(r.Context(), s); err != nil {
-			return h.apiWriteError(w, r, err)
-		}
-		if err := h.writeCookies(hdr, s, secure, now); err != nil {
-			h.logger.Error("expiring the session cookie", zap.Error(err))
+		if err != nil || unknown {
+			return h.apiFail(w, r, http.StatusServiceUnavailable, "session store unavailable: the session cookie is expired, but the stored session may live until it expires; try again shortly")
 		}
 		hdr.Del("Content-Type")
 		h.ops.metrics.apiRequest(r.Method, http.StatusNoContent)

@@ -61,7 +61,15 @@ func newRequest(method, target, body string) *http.Request {
 // header.
 func establish(tb testing.TB, h *Handler, body string) string {
 	tb.Helper()
+	return establishOn(tb, h, "example.com", body)
+}
+
+// establishOn is establish for a request to host: a session belongs to
+// the host that issued it.
+func establishOn(tb testing.TB, h *Handler, host, body string) string {
+	tb.Helper()
 	r := newRequest("POST", "/__session", body)
+	r.Host = host
 	r.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
 	if err := h.ServeHTTP(w, r, okHandler); err != nil || w.Code != 200 {
@@ -205,7 +213,7 @@ func BenchmarkManySessions(b *testing.B) {
 				}); err != nil {
 					b.Fatal(err)
 				}
-				v, err := codec.Encode(h.opts.Name, id)
+				v, err := codec.Encode(h.opts.Name, "example.com", id) // httptest requests are for example.com
 				if err != nil {
 					b.Fatal(err)
 				}

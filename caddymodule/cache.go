@@ -16,7 +16,8 @@ import (
 // request. Only values that verified are cached, and lifetimes are still
 // checked on every request against the times inside.
 type verifiedCookie struct {
-	stale bool // only an older secret verified it
+	stale    bool   // only an older secret verified it
+	audience string // the audience it verified under: another is a miss
 
 	// Server stores.
 	id       string

@@ -8,23 +8,40 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("session", parseCaddyfile)
+	httpcaddyfile.RegisterDirective("session", parseCaddyfile)
 	// Before every directive that can use its placeholders or forward its
 	// headers: header, request_header, rewrite, respond, templates,
 	// reverse_proxy all come after header in Caddy's order.
 	httpcaddyfile.RegisterDirectiveOrder("session", httpcaddyfile.Before, "header")
 }
 
-// parseCaddyfile unmarshals a session handler from a Caddyfile.
-func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+// parseCaddyfile unmarshals a session directive into its route. It is
+// RegisterHandlerDirective's work, plus a warning when the directive has a
+// matcher: requests outside it keep the client's X-Session-* headers, and
+// their responses get no write-back scrubbing.
+func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	file, line := h.File(), h.Line()
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
 	m := new(Handler)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
-	return m, err
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if matcherSet != nil {
+		caddy.Log().Named("caddyfile").Warn("the session directive has a matcher: requests outside it reach the upstream with the client's own X-Session-* headers, and an upstream's X-Session-Set in answer to them reaches the client; put session without a matcher (it costs nothing on requests without a session) and match inside the handlers after it",
+			zap.String("file", file), zap.Int("line", line))
+	}
+	return h.NewRoute(matcherSet, m), nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -58,6 +75,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		migrate_from    hydrogen_v1 [<cookie name>]
 //		index_key       <key>
 //		admin_id        <id>
+//		audience        <name>
+//		new_session_ttl <duration>|off
 //	}
 //
 // Every subdirective may appear once.
@@ -150,6 +169,17 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.IndexKey, err = oneArg(d)
 		case "admin_id":
 			h.AdminID, err = oneArg(d)
+		case "audience":
+			h.Audience, err = oneArg(d)
+		case "new_session_ttl":
+			var v string
+			if v, err = oneArg(d); err == nil {
+				if v == "off" {
+					h.NewSessionTTL = -1
+				} else {
+					h.NewSessionTTL, err = parseDuration(d, sub, v)
+				}
+			}
 		case "vary_cookie":
 			var b bool
 			if b, err = parseSwitch(d); err == nil {

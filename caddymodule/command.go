@@ -22,7 +22,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "session",
-		Usage: "secret | decode --config <file> [--adapter <name>] [--id <admin_id>] <cookie value>",
+		Usage: "secret | decode --config <file> [--adapter <name>] [--id <admin_id>] [--audience <host>] <cookie value>",
 		Short: "Helpers for the session handler: make a secret, decode a session cookie",
 		Long: `
 Helpers for caddy-session's http.handlers.session.
@@ -32,9 +32,11 @@ Helpers for caddy-session's http.handlers.session.
       (48 random bytes, base64): put it in SESSION_SECRET and write
       "secret {env.SESSION_SECRET}".
 
-  caddy session decode --config <file> [--adapter <name>] [--id <admin_id>] <cookie value>
+  caddy session decode --config <file> [--adapter <name>] [--id <admin_id>] [--audience <host>] <cookie value>
       Loads the config (without starting anything), finds its session
-      handlers, and decodes the cookie value with their secrets. It prints
+      handlers, and decodes the cookie value with their secrets, under the
+      audience it was issued for: the host name that set it (--audience),
+      unless the handler's audience is fixed (audience, or cookie domain). It prints
       the session as JSON: for the cookie store, the data inside the
       cookie; for a server store, the session's data read from the store
       (the memory store through the running Caddy's admin API), or, when
@@ -54,7 +56,7 @@ Helpers for caddy-session's http.handlers.session.
 				},
 			})
 			decode := &cobra.Command{
-				Use:   "decode --config <file> [--adapter <name>] [--id <admin_id>] <cookie value>",
+				Use:   "decode --config <file> [--adapter <name>] [--id <admin_id>] [--audience <host>] <cookie value>",
 				Short: "Prints the session a cookie value holds, decoded with the config's secrets",
 				Args:  cobra.ExactArgs(1),
 				RunE: func(cmd *cobra.Command, args []string) error {
@@ -62,7 +64,8 @@ Helpers for caddy-session's http.handlers.session.
 					config, _ := fl.GetString("config")
 					adapter, _ := fl.GetString("adapter")
 					id, _ := fl.GetString("id")
-					code, err := decodeCommand(cmd.OutOrStdout(), config, adapter, id, args[0])
+					audience, _ := fl.GetString("audience")
+					code, err := decodeCommand(cmd.OutOrStdout(), config, adapter, id, cookieBody{Cookie: args[0], Audience: audience})
 					if err != nil {
 						fmt.Fprintln(cmd.ErrOrStderr(), "caddy session decode:", err)
 					}
@@ -76,6 +79,7 @@ Helpers for caddy-session's http.handlers.session.
 			decode.Flags().StringP("config", "c", "", "Configuration file (required)")
 			decode.Flags().StringP("adapter", "a", "", "Name of the config adapter (caddyfile for a Caddyfile not named so)")
 			decode.Flags().String("id", "", "Only the session handler with this admin_id (default: every one)")
+			decode.Flags().String("audience", "", "The host name the cookie was issued for (sessions are bound to their site); not needed when the handler's audience is fixed")
 			_ = decode.MarkFlagRequired("config")
 			cmd.AddCommand(decode)
 		},
@@ -91,7 +95,7 @@ func newSecret() string {
 }
 
 // decodeCommand runs `caddy session decode` and returns its exit status.
-func decodeCommand(out io.Writer, configFile, adapter, id, value string) (int, error) {
+func decodeCommand(out io.Writer, configFile, adapter, id string, value cookieBody) (int, error) {
 	cfgJSON, _, _, err := caddycmd.LoadConfig(configFile, adapter)
 	if err != nil {
 		return 2, err
@@ -141,7 +145,7 @@ func decodeCommand(out io.Writer, configFile, adapter, id, value string) (int, e
 	defer cancel()
 	ds, err := decodeCookie(ctx, handlers, value)
 	if err != nil {
-		return 1, errors.New("the cookie value does not verify with the secrets of any session handler in the config")
+		return 1, fmt.Errorf("the cookie value does not verify with the secrets of any session handler in the config: %s", errorMessage(err))
 	}
 	d := ds[0]
 	h := d.h
@@ -165,11 +169,11 @@ func decodeCommand(out io.Writer, configFile, adapter, id, value string) (int, e
 }
 
 // inspectThroughAdmin asks a running Caddy's admin API for a session.
-func inspectThroughAdmin(adminAddr, id, value string) (*sessionInfo, error) {
+func inspectThroughAdmin(adminAddr, id string, value cookieBody) (*sessionInfo, error) {
 	if adminAddr == "" {
 		return nil, errors.New("the config disables the admin API, through which the memory store is read")
 	}
-	body, _ := json.Marshal(map[string]string{"cookie": value})
+	body, _ := json.Marshal(value)
 	resp, err := caddycmd.AdminAPIRequest(adminAddr, http.MethodPost, "/session/"+id+"/inspect",
 		http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
 	if err != nil {

@@ -65,7 +65,10 @@ func (h *Handler) setPlaceholders(repl *caddy.Replacer, s *session) {
 // HeaderValue returns how a session value travels in a header: a JSON
 // string whose text is printable ASCII as that text, anything else as JSON
 // text with every byte outside printable ASCII escaped as \uXXXX, so a
-// header never breaks, never splits and never carries a control byte.
+// header never breaks, never splits and never carries a control byte. A
+// string with leading or trailing space travels as JSON text too: HTTP
+// parsers trim a header value's outer white space, and the upstream must
+// read exactly what was forwarded (and signed).
 func HeaderValue(v json.RawMessage) string {
 	var b strings.Builder
 	writeHeaderValue(&b, v)
@@ -78,14 +81,17 @@ func maxHeaderValueLen(v json.RawMessage) int { return 6 * len(v) }
 
 // writeHeaderValue writes HeaderValue(v) to b.
 func writeHeaderValue(b *strings.Builder, v json.RawMessage) {
+	// JSON white space around the value is not part of it (stores keep
+	// compact JSON; this guards a poisoned one).
+	v = bytes.Trim(v, " \t\r\n")
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		inner := v[1 : len(v)-1]
-		if bytes.IndexByte(inner, '\\') < 0 && bytes.IndexByte(inner, '"') < 0 && printableASCII(inner) {
+		if bytes.IndexByte(inner, '\\') < 0 && bytes.IndexByte(inner, '"') < 0 && printableASCII(inner) && !padded(inner) {
 			b.Write(inner) // the common case: plain text
 			return
 		}
 		var s string
-		if json.Unmarshal(v, &s) == nil && printableASCII(s) {
+		if json.Unmarshal(v, &s) == nil && printableASCII(s) && !padded(s) {
 			b.WriteString(s)
 			return
 		}
@@ -95,6 +101,16 @@ func writeHeaderValue(b *strings.Builder, v json.RawMessage) {
 		return
 	}
 	writeASCIIJSON(b, v)
+}
+
+// padded reports whether s starts or ends with a space or a tab, which an
+// HTTP parser would trim from a header value.
+func padded[T ~string | ~[]byte](s T) bool {
+	if len(s) == 0 {
+		return false
+	}
+	first, last := s[0], s[len(s)-1]
+	return first == ' ' || first == '\t' || last == ' ' || last == '\t'
 }
 
 // printableASCII reports whether s holds only bytes 0x20 to 0x7E.

@@ -29,15 +29,17 @@ const metricsNamespace, metricsSubsystem = "caddy", "session"
 
 // sessionMetrics holds the package's collectors.
 var sessionMetrics = struct {
-	created, loaded, written, rotated, destroyed, expired *prometheus.CounterVec
-	api                                                   *prometheus.CounterVec
-	storeDuration                                         *prometheus.HistogramVec
-	storeErrors                                           *prometheus.CounterVec
-	cookieBytes, cookieChunks                             *prometheus.HistogramVec
-	storeUnavailable                                      *prometheus.CounterVec
+	created, confirmed, loaded, written, rotated, destroyed, expired *prometheus.CounterVec
+	api                                                              *prometheus.CounterVec
+	storeDuration                                                    *prometheus.HistogramVec
+	storeErrors                                                      *prometheus.CounterVec
+	cookieBytes, cookieChunks                                        *prometheus.HistogramVec
+	storeUnavailable                                                 *prometheus.CounterVec
 }{
 	created: sessionCounter("created_total",
 		"Sessions created (the first write to a session).", "id", "store"),
+	confirmed: sessionCounter("confirmed_total",
+		"Server-store sessions confirmed: a request presented the cookie of a session created by an earlier one. created_total minus confirmed_total is roughly the throwaway sessions (a flood of single-use sessions shows there).", "id", "store"),
 	loaded: sessionCounter("loaded_total",
 		"Requests that carried a live session, read from the cookie and the store.", "id", "store"),
 	written: sessionCounter("written_total",
@@ -54,7 +56,7 @@ var sessionMetrics = struct {
 		Namespace: metricsNamespace,
 		Subsystem: metricsSubsystem,
 		Name:      "store_operation_duration_seconds",
-		Help:      "Latency of session store operations (load, merge, touch, delete, rotate).",
+		Help:      "Latency of session store operations (load, merge, touch, delete, rotate, confirm).",
 		Buckets:   []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 	}, []string{"id", "store", "operation"}),
 	storeErrors: sessionCounter("store_errors_total",
@@ -132,7 +134,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	}
 	m := &sessionMetrics
 	for _, c := range []prometheus.Collector{
-		m.created, m.loaded, m.written, m.rotated, m.destroyed, m.expired,
+		m.created, m.confirmed, m.loaded, m.written, m.rotated, m.destroyed, m.expired,
 		m.api, m.storeDuration, m.storeErrors, m.cookieBytes, m.cookieChunks, m.storeUnavailable,
 		memoryPoolCollector{},
 	} {
@@ -156,6 +158,7 @@ var (
 // Session events a handler counts.
 const (
 	evCreated = iota
+	evConfirmed
 	evLoaded
 	evWritten
 	evRotated
@@ -191,7 +194,7 @@ func newHandlerMetrics(id, store string) *handlerMetrics {
 		cookieChunks: m.cookieChunks.WithLabelValues(id),
 	}
 	for ev, vec := range map[int]*prometheus.CounterVec{
-		evCreated: m.created, evLoaded: m.loaded, evWritten: m.written,
+		evCreated: m.created, evConfirmed: m.confirmed, evLoaded: m.loaded, evWritten: m.written,
 		evRotated: m.rotated, evDestroyed: m.destroyed, evExpired: m.expired,
 	} {
 		hm.events[ev] = vec.WithLabelValues(id, store)
@@ -259,10 +262,11 @@ const (
 	opTouch
 	opDelete
 	opRotate
+	opConfirm
 	numOps
 )
 
-var opNames = [numOps]string{"load", "merge", "touch", "delete", "rotate"}
+var opNames = [numOps]string{"load", "merge", "touch", "delete", "rotate", "confirm"}
 
 // instrumentedStore times every operation of the store it wraps and counts
 // its failures. It is what the handler calls; the admin API uses the store
@@ -330,6 +334,20 @@ func (s *instrumentedStore) Delete(ctx context.Context, key string) error {
 	start := time.Now()
 	err := s.Store.Delete(ctx, key)
 	s.done(opDelete, start, err)
+	return err
+}
+
+// Confirm implements storage.Confirmer: the store's own Confirm, or a
+// Touch for a store that keeps no New state.
+func (s *instrumentedStore) Confirm(ctx context.Context, key string, expires time.Time) error {
+	start := time.Now()
+	var err error
+	if c, ok := s.Store.(storage.Confirmer); ok {
+		err = c.Confirm(ctx, key, expires)
+	} else {
+		err = s.Store.Touch(ctx, key, expires)
+	}
+	s.done(opConfirm, start, err)
 	return err
 }
 

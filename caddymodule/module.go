@@ -129,6 +129,23 @@ type Handler struct {
 	// stores only. Default: none.
 	IndexKey string `json:"index_key,omitempty"`
 
+	// The site sessions belong to, bound into the cookie's signature: a
+	// cookie presented under another audience is no session, exactly like
+	// a tampered one. Default: the cookie's domain when one is set (that
+	// cookie is meant for every subdomain), else the request's host name
+	// (lowercase, without port). Name one explicitly for hosts that share
+	// sessions on purpose; placeholders are allowed ({env.*} resolved at
+	// provisioning, request placeholders per request).
+	Audience string `json:"audience,omitempty"`
+
+	// How long a new server-store session lives unless a later request
+	// presents its cookie (which confirms it, once). Throwaway sessions
+	// (an anonymous API write, an upstream that sets a key on a landing
+	// page that crawlers hit) then cost little, and a full memory store
+	// evicts them before any confirmed session. Negative turns it off.
+	// Default: 1h. The cookie store keeps no server state and ignores it.
+	NewSessionTTL caddy.Duration `json:"new_session_ttl,omitempty"`
+
 	// The handler's name in the admin API (/session/<admin_id>/...) and in
 	// its metrics (the id label): letters, digits, '.', '-', '_'. Default:
 	// the cookie's name. Give each handler its own when several share a
@@ -153,6 +170,10 @@ type Handler struct {
 	signKey       []byte
 	migrateCookie string // "" when migration is off
 	ops           opsState
+
+	fixedAudience    string        // the audience of every request, when it does not depend on one
+	audienceTemplate string        // Audience with request placeholders, resolved per request
+	newTTL           time.Duration // new_session_ttl, 0 when off (or the cookie store)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -170,6 +191,8 @@ const (
 	DefaultMaxAge     = 30 * 24 * time.Hour
 	DefaultMaxBody    = 64 << 10
 	DefaultMaxChunks  = 4
+	// DefaultNewSessionTTL is how long an unconfirmed session lives.
+	DefaultNewSessionTTL = time.Hour
 )
 
 // Provision sets up the handler: defaults, secrets, store and policies.
@@ -198,6 +221,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.opts = opts
+	if err := h.provisionAudience(); err != nil {
+		return err
+	}
 
 	// Keys.
 	h.writable = make(map[string]bool, len(h.ClientWritable))
@@ -251,6 +277,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.maxChunks = s.MaxChunks
 	case storage.Store:
 		h.store = s
+		switch ttl := time.Duration(h.NewSessionTTL); {
+		case ttl == 0:
+			h.newTTL = DefaultNewSessionTTL
+		case ttl > 0:
+			h.newTTL = ttl
+		}
 	default:
 		return fmt.Errorf("session store %s does not implement storage.Store; see the README's \"Writing a store\"", h.storeName)
 	}
@@ -258,6 +290,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// Secrets: configured ones now; a generated one is loaded now if it
 	// exists, and created on first use otherwise (never by caddy validate).
 	repl := caddy.NewReplacer()
+	h.warnLiteralSecrets()
 	secrets := make([][]byte, len(h.Secrets))
 	for i, s := range h.Secrets {
 		v := repl.ReplaceAll(s, "")
@@ -311,6 +344,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Warn("same_site none sends the session cookie on cross-site requests; keep it only if another site must embed this one")
 	}
 	return h.provisionOps(ctx) // metrics, index, admin API (ops.go)
+}
+
+// warnLiteralSecrets warns, at load, of secrets written into the config
+// itself: Caddy shows the config to anyone who can read its admin
+// endpoint's /config/ and writes it to its debug log.
+func (h *Handler) warnLiteralSecrets() {
+	literal := func(v string) bool { return v != "" && !strings.Contains(v, "{") }
+	for i, s := range h.Secrets {
+		if literal(s) {
+			h.logger.Warn("session secret is written in the config: Caddy's admin endpoint (/config/) and its debug log show the config; put it in an environment variable or a file and write {env.SESSION_SECRET} or {file./path/to/secret}",
+				zap.Int("secret", i+1))
+		}
+	}
+	if literal(h.SignHeaders) {
+		h.logger.Warn("sign_headers key is written in the config: Caddy's admin endpoint (/config/) and its debug log show the config; write {env.SESSION_SIGN_KEY} or {file./path/to/key} instead")
+	}
 }
 
 // Validate checks the provisioned configuration; it changes nothing.

@@ -112,8 +112,8 @@ func multiInstanceWarnings(storeName string, raw storage.Store, st certmagic.Sto
 	switch s := raw.(type) {
 	case *MemoryStore:
 	case *FileStore:
-		if s.store != nil {
-			dir = s.store.Dir()
+		if s.Store != nil {
+			dir = s.Store.Dir()
 		}
 	default:
 		return nil
@@ -209,8 +209,8 @@ func storeIdentity(s storage.Store) string {
 	case *RedisStore:
 		return "redis\x00" + s.poolKey
 	case *FileStore:
-		if s.store != nil {
-			return "file\x00" + s.store.Dir()
+		if s.Store != nil {
+			return "file\x00" + s.Store.Dir()
 		}
 	}
 	return fmt.Sprintf("%T\x00%p", s, s)

@@ -177,13 +177,21 @@ func TestAdminAPIMemory(t *testing.T) {
 		t.Fatalf("count: %d %v", code, m)
 	}
 	value := strings.TrimPrefix(cookies[0], "__session=")
-	if code, m := call("POST", "/session/admintest/inspect", `{"cookie":"`+value+`"}`); code != 200 || m["values"].(map[string]any)["customerId"] != "c_1" {
+	// A cookie is bound to the host that issued it (httptest's
+	// example.com): inspect needs it, and another host's is no session.
+	if code, _ := call("POST", "/session/admintest/inspect", `{"cookie":"`+value+`"}`); code != 400 {
+		t.Fatalf("inspect without the audience: %d, want 400", code)
+	}
+	if code, _ := call("POST", "/session/admintest/inspect", `{"cookie":"`+value+`","audience":"other.example"}`); code != 400 {
+		t.Fatalf("inspect under another audience: %d, want 400", code)
+	}
+	if code, m := call("POST", "/session/admintest/inspect", `{"cookie":"`+value+`","audience":"Example.COM:443"}`); code != 200 || m["values"].(map[string]any)["customerId"] != "c_1" {
 		t.Fatalf("inspect: %d %v", code, m)
 	}
 	if code, m := call("POST", "/session/admintest/logout-everywhere", `{"value":"c_1"}`); code != 200 || m["destroyed"] != 3.0 {
 		t.Fatalf("logout-everywhere: %d %v", code, m)
 	}
-	if code, _ := call("POST", "/session/admintest/inspect", `{"cookie":"`+value+`"}`); code != 404 {
+	if code, _ := call("POST", "/session/admintest/inspect", `{"cookie":"`+value+`","audience":"example.com"}`); code != 404 {
 		t.Fatalf("inspect of a logged-out session: %d", code)
 	}
 	if code, m := call("GET", "/session/admintest/count", ""); code != 200 || m["sessions"] != 2.0 {

@@ -19,6 +19,7 @@ import (
 type session struct {
 	id       string                     // "" when there is no session
 	key      string                     // store key of id (server stores)
+	audience string                     // the site the session belongs to (audience.go)
 	values   map[string]json.RawMessage // never modified in place
 	headers  []headerPair               // forwarded headers; nil: compute from values
 	pairBuf  [8]headerPair              // room for a small session's headers
@@ -30,6 +31,8 @@ type session struct {
 	present     []int    // chunk indexes the request carried
 	deferLoad   bool     // server stores: leave the load to the write (API writes)
 	hadValue    bool     // the request carried a session cookie at all
+	born        bool     // created by this request (not confirmed by it)
+	failedKey   string   // store key of the cookie's session when the load failed
 	stale       bool     // verified by an older secret only: re-issue
 	touch       bool     // record the use (throttled idle refresh)
 	issue       bool     // send the session cookie
@@ -104,6 +107,7 @@ func (h *Handler) touchDue(seen, now time.Time) bool {
 
 // load reads the request's session: the cookie, then the store.
 func (h *Handler) load(r *http.Request, now time.Time, s *session) {
+	s.audience = h.audienceFor(r)
 	value, present := h.opts.Read(r.Header, h.chunkLimit())
 	s.present = present
 	if value == "" {
@@ -119,8 +123,8 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 	s.codec = codec
 
 	v := h.cache.get(value)
-	if v == nil {
-		if v = h.verify(codec, value); v == nil {
+	if v == nil || v.audience != s.audience {
+		if v = h.verify(codec, value, s.audience); v == nil {
 			return
 		}
 		h.cache.put(value, v)
@@ -165,7 +169,7 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 	case err != nil:
 		h.logger.Error("session store failed to load a session",
 			zap.String("store", h.storeName), zap.String("operation", "load"), zap.Error(err))
-		s.storeErr = err
+		s.storeErr, s.failedKey = err, v.storeKey
 		return
 	case !rec.Live(now):
 		h.ops.metrics.count(evExpired)
@@ -182,7 +186,11 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 		h.debugRef("session cookie ignored: the session has expired (max_age)", codec, id)
 		return
 	}
-	if h.IdleTimeout > 0 {
+	if rec.New {
+		// A later request presents the cookie of a new session: confirm
+		// it, once (it then lives its full life and is evicted last).
+		h.confirm(r.Context(), s, now)
+	} else if h.IdleTimeout > 0 {
 		// The record's expiry is its last use plus the idle timeout.
 		s.seen = rec.Expires.Add(-time.Duration(h.IdleTimeout))
 		s.touch = h.touchDue(s.seen, now)
@@ -192,13 +200,41 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 	h.debugSession("session loaded", s)
 }
 
-// verify decodes a cookie value, or returns nil (logged at debug) when it
-// does not verify.
-func (h *Handler) verify(codec *cookie.Codec, value string) *verifiedCookie {
-	v := new(verifiedCookie)
+// confirm marks a new server-store session confirmed and gives it its
+// full expiry (a store that keeps no New state is touched instead, see
+// instrumentedStore.Confirm). A failure is logged and the request goes
+// on: the session stays new, and the next request tries again.
+func (h *Handler) confirm(ctx context.Context, s *session, now time.Time) {
+	exp := h.mergeOptions(now).Expires(s.deadline)
+	c, _ := h.store.(storage.Confirmer) // the instrumented store: always one
+	if err := c.Confirm(ctx, s.key, exp); err != nil {
+		h.logger.Error("session store failed to confirm a session",
+			zap.String("store", h.storeName), zap.String("operation", "confirm"), zap.Error(err))
+		return
+	}
+	s.seen = now
+	h.ops.metrics.count(evConfirmed)
+	h.debugSession("session confirmed", s)
+}
+
+// mergeOptions are the options of a write at now; merge adds what depends
+// on the session.
+func (h *Handler) mergeOptions(now time.Time) storage.MergeOptions {
+	return storage.MergeOptions{
+		Now:         now,
+		IdleTimeout: time.Duration(h.IdleTimeout),
+		Limits:      h.limits(),
+		NewTTL:      h.newTTL,
+	}
+}
+
+// verify decodes a cookie value minted for audience, or returns nil
+// (logged at debug) when it does not verify.
+func (h *Handler) verify(codec *cookie.Codec, value, audience string) *verifiedCookie {
+	v := &verifiedCookie{audience: audience}
 	var err error
 	if h.store == nil {
-		v.stale, err = codec.Decode(h.opts.Name, value, &v.payload)
+		v.stale, err = codec.Decode(h.opts.Name, audience, value, &v.payload)
 		if err == nil && !cookie.ValidID(v.payload.ID) {
 			err = errors.New("no valid session ID inside")
 		}
@@ -212,7 +248,7 @@ func (h *Handler) verify(codec *cookie.Codec, value string) *verifiedCookie {
 			})
 		}
 	} else {
-		v.stale, err = codec.Decode(h.opts.Name, value, &v.id)
+		v.stale, err = codec.Decode(h.opts.Name, audience, value, &v.id)
 		if err == nil && !cookie.ValidID(v.id) {
 			err = errors.New("no valid session ID inside")
 		}
@@ -254,6 +290,7 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 			s.refCache = ""
 			s.created = now
 			s.deadline = h.deadlineFor(now)
+			s.born = true
 		}
 		s.values, s.seen = values, now
 		s.issue, s.expire = true, false
@@ -271,12 +308,12 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 		return nil
 	}
 
-	opts := storage.MergeOptions{
-		Now:         now,
-		IdleTimeout: time.Duration(h.IdleTimeout),
-		Limits:      h.limits(),
-	}
+	opts := h.mergeOptions(now)
+	opts.Audience = s.audience
 	if s.exists() {
+		// A session this request did not create came with its cookie: a
+		// write to it confirms it (in the same store write).
+		opts.Confirm = !s.born
 		if h.IndexKey != "" {
 			// For the store's index: how long an entry must last. Stores
 			// read Deadline only when creating, by contract.
@@ -299,12 +336,12 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 		// Destroyed or rotated since it was loaded: never revive it.
 	}
 	id := cookie.NewID()
-	opts.Create, opts.Deadline = true, h.deadlineFor(now)
+	opts.Create, opts.Deadline, opts.Confirm = true, h.deadlineFor(now), false
 	rec, err := h.store.Merge(ctx, storage.Key(id), patch, opts)
 	if err != nil {
 		return err
 	}
-	s.id, s.refCache = id, ""
+	s.id, s.key, s.refCache, s.born = id, storage.Key(id), "", true
 	s.values, s.created, s.deadline, s.seen = rec.Values, rec.Created, rec.Deadline, now
 	s.issue, s.expire, s.touch = true, false, false
 	h.ops.metrics.count(evCreated)
@@ -313,21 +350,33 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 	return nil
 }
 
-// destroy ends the session in the store and expires its cookie(s).
+// destroy ends the session in the store and expires its cookie(s). The
+// cookies are expired even when the store fails (signing out always signs
+// the browser out); the error says the stored session may outlive it.
+// When the load itself failed, the cookie's session is still deleted if
+// the store answers now.
 func (h *Handler) destroy(ctx context.Context, s *session) error {
-	if s.exists() && h.store != nil {
-		if err := h.store.Delete(ctx, storage.Key(s.id)); err != nil {
-			return err
+	var err error
+	if h.store != nil {
+		key := s.failedKey
+		if s.exists() {
+			key = storage.Key(s.id)
+		}
+		if key != "" {
+			err = h.store.Delete(ctx, key)
 		}
 	}
-	if s.exists() {
+	if err != nil {
+		h.logger.Error("session store failed to destroy a session: its cookie is expired, but the stored session may live until its TTL",
+			zap.String("store", h.storeName), zap.String("operation", "delete"), zap.Error(err))
+	} else if s.exists() || s.failedKey != "" {
 		h.ops.metrics.count(evDestroyed)
 		h.debugSession("session destroyed", s)
 	}
-	s.id, s.values, s.refCache = "", nil, ""
+	s.id, s.key, s.values, s.refCache, s.failedKey = "", "", nil, "", ""
 	s.issue, s.touch, s.stale = false, false, false
 	s.expire = s.hadValue || len(s.present) > 0
-	return nil
+	return err
 }
 
 // rotate gives the session a new ID, keeping its data; the old ID is
@@ -341,6 +390,7 @@ func (h *Handler) rotate(ctx context.Context, s *session, now time.Time) error {
 		if err := h.store.Rotate(ctx, storage.Key(s.id), storage.Key(id)); err != nil {
 			return err
 		}
+		s.key = storage.Key(id)
 	}
 	var old string
 	if h.logger.Core().Enabled(zap.DebugLevel) {
@@ -384,7 +434,7 @@ func (h *Handler) cookieChunks(s *session, secure bool, now time.Time) ([]*http.
 		err   error
 	)
 	if h.store == nil {
-		value, err = s.codec.Encode(h.opts.Name, cookiePayload{
+		value, err = s.codec.Encode(h.opts.Name, s.audience, cookiePayload{
 			ID:       s.id,
 			Values:   s.values,
 			Created:  s.created.UnixMilli(),
@@ -392,7 +442,7 @@ func (h *Handler) cookieChunks(s *session, secure bool, now time.Time) ([]*http.
 			Seen:     s.seen.UnixMilli(),
 		})
 	} else {
-		value, err = s.codec.Encode(h.opts.Name, s.id)
+		value, err = s.codec.Encode(h.opts.Name, s.audience, s.id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("encoding the session cookie: %w", err)

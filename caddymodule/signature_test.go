@@ -48,7 +48,7 @@ func verify(key []byte, r *http.Request) bool {
 func TestSignHeaders(t *testing.T) {
 	key := "signing-key-0123456789abcdef0123456789abcdef"
 	h := newTestHandler(t, `{"secrets":["`+testSecret+`"],"sign_headers":"`+key+`","client_writable":["countryCode","cart"]}`)
-	cookie := establish(t, h, `{"countryCode":"DE","cart":{"n":2}}`)
+	cookie := establishOn(t, h, "shop.example", `{"countryCode":"DE","cart":{"n":2}}`)
 
 	var got *http.Request
 	capture := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {

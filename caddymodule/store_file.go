@@ -28,10 +28,9 @@ type FileStore struct {
 	// How often expired session files are removed. Default: 5m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
 
-	// The open store, set by Provision: its methods are the module's.
-	storage.Store `json:"-"`
-
-	store *file.Store
+	// The open store, set by Provision: its methods (storage.Store and
+	// the optional interfaces) are the module's.
+	*file.Store `json:"-"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -59,16 +58,16 @@ func (f *FileStore) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	f.store, f.Store = st, st
+	f.Store = st
 	return nil
 }
 
 // Cleanup stops the sweeper.
 func (f *FileStore) Cleanup() error {
-	if f.store == nil {
+	if f.Store == nil {
 		return nil
 	}
-	return f.store.Close()
+	return f.Store.Close()
 }
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens. Syntax:
@@ -110,4 +109,7 @@ var (
 	_ caddy.CleanerUpper    = (*FileStore)(nil)
 	_ caddyfile.Unmarshaler = (*FileStore)(nil)
 	_ storage.Store         = (*FileStore)(nil)
+	_ storage.Confirmer     = (*FileStore)(nil)
+	_ storage.Counter       = (*FileStore)(nil)
+	_ storage.Indexer       = (*FileStore)(nil)
 )

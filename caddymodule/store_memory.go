@@ -2,7 +2,10 @@ package caddymodule
 
 import (
 	"fmt"
+	"math"
 	"strconv"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -29,14 +32,20 @@ type MemoryStore struct {
 	// max_sessions) share sessions. Default: "default".
 	Name string `json:"name,omitempty"`
 
-	// The most sessions the pool holds; past it, the least recently used
-	// go. Default: 100000.
+	// The most sessions the pool holds; past it, new (unconfirmed)
+	// sessions go first, oldest first, then the least recently used
+	// confirmed ones. Default: 100000.
 	MaxSessions int `json:"max_sessions,omitempty"`
 
-	// The open store, set by Provision: its methods are the module's.
-	storage.Store `json:"-"`
+	// The most bytes the pool's sessions take, counting each session's
+	// encoded size plus its bookkeeping; past it, sessions go as past
+	// max_sessions. Default: 268435456 (256 MiB).
+	MaxBytes int64 `json:"max_bytes,omitempty"`
 
-	store   *memory.Store
+	// The open store, set by Provision: its methods (storage.Store and
+	// the optional interfaces) are the module's.
+	*memory.Store `json:"-"`
+
 	poolKey string
 }
 
@@ -59,15 +68,20 @@ func (m *MemoryStore) Provision(caddy.Context) error {
 	if m.MaxSessions < 0 {
 		return fmt.Errorf("memory store max_sessions %d: must be positive", m.MaxSessions)
 	}
-	m.poolKey = m.Name + "\x00" + strconv.Itoa(m.MaxSessions)
+	if m.MaxBytes == 0 {
+		m.MaxBytes = memory.DefaultMaxBytes
+	}
+	if m.MaxBytes < 0 {
+		return fmt.Errorf("memory store max_bytes %d: must be positive", m.MaxBytes)
+	}
+	m.poolKey = m.Name + "\x00" + strconv.Itoa(m.MaxSessions) + "\x00" + strconv.FormatInt(m.MaxBytes, 10)
 	v, _, err := memoryPools.LoadOrNew(m.poolKey, func() (caddy.Destructor, error) {
-		return memoryPool{memory.New(memory.Options{MaxSessions: m.MaxSessions})}, nil
+		return memoryPool{memory.New(memory.Options{MaxSessions: m.MaxSessions, MaxBytes: m.MaxBytes})}, nil
 	})
 	if err != nil {
 		return err
 	}
-	m.store = v.(memoryPool).Store
-	m.Store = m.store
+	m.Store = v.(memoryPool).Store
 	return nil
 }
 
@@ -85,6 +99,7 @@ func (m *MemoryStore) Cleanup() error {
 //	store memory {
 //		name         <pool>
 //		max_sessions <n>
+//		max_bytes    <size>
 //	}
 func (m *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // store name
@@ -111,8 +126,14 @@ func (m *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_sessions %q: want a whole number of at least 1", v)
 			}
 			m.MaxSessions = n
+		case "max_bytes":
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n < 1 || n > math.MaxInt64 {
+				return d.Errf("max_bytes %q: want a size such as 256MiB", v)
+			}
+			m.MaxBytes = int64(n)
 		default:
-			return d.Errf("unknown subdirective %q of store memory; known: name, max_sessions", sub)
+			return d.Errf("unknown subdirective %q of store memory; known: name, max_sessions, max_bytes", sub)
 		}
 	}
 	return nil
@@ -130,4 +151,7 @@ var (
 	_ caddy.CleanerUpper    = (*MemoryStore)(nil)
 	_ caddyfile.Unmarshaler = (*MemoryStore)(nil)
 	_ storage.Store         = (*MemoryStore)(nil)
+	_ storage.Confirmer     = (*MemoryStore)(nil)
+	_ storage.Counter       = (*MemoryStore)(nil)
+	_ storage.Indexer       = (*MemoryStore)(nil)
 )

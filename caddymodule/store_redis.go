@@ -88,10 +88,10 @@ type RedisStore struct {
 	// turns it off.
 	LocalCache int `json:"local_cache,omitempty"`
 
-	// The open store, set by Provision: its methods are the module's.
-	storage.Store `json:"-"`
+	// The open store, set by Provision: its methods (storage.Store and
+	// the optional interfaces) are the module's.
+	*redis.Store `json:"-"`
 
-	store   *redis.Store
 	poolKey string
 }
 
@@ -178,8 +178,7 @@ func (s *RedisStore) Provision(ctx caddy.Context) error {
 		s.poolKey = ""
 		return err
 	}
-	s.store = v.(redisClient).Store
-	s.Store = s.store
+	s.Store = v.(redisClient).Store
 	return nil
 }
 
@@ -396,4 +395,7 @@ var (
 	_ caddy.CleanerUpper    = (*RedisStore)(nil)
 	_ caddyfile.Unmarshaler = (*RedisStore)(nil)
 	_ storage.Store         = (*RedisStore)(nil)
+	_ storage.Confirmer     = (*RedisStore)(nil)
+	_ storage.Counter       = (*RedisStore)(nil)
+	_ storage.Indexer       = (*RedisStore)(nil)
 )

@@ -214,7 +214,12 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 	h.dropSessionSetCookies(hdr)
 
 	if s.storeErr != nil {
-		if c.destroy || c.rotate || len(c.sets) > 0 {
+		if c.destroy {
+			// Signing out always signs the browser out: the cookie is
+			// expired whatever the store says (destroy logs a failure).
+			_ = h.destroy(context.WithoutCancel(r.Context()), s)
+		}
+		if c.rotate || len(c.sets) > 0 {
 			h.logger.Error("session store unavailable: the upstream's session change was dropped",
 				zap.String("store", h.storeName))
 		}
@@ -223,7 +228,9 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 		h.applyControls(ctx, s, c, now)
 		h.recordUse(ctx, s, now)
 	}
-	if s.storeErr == nil && s.cookieChange() {
+	// The client's cookie is left as it is on a store error, except when
+	// the upstream signed it out.
+	if (s.storeErr == nil || s.expire) && s.cookieChange() {
 		if err := h.writeCookies(hdr, s, h.isSecure(r), now); err != nil {
 			h.logger.Error("setting the session cookie", zap.Error(err))
 		}
@@ -240,8 +247,9 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 func (h *Handler) applyControls(ctx context.Context, s *session, c controls, now time.Time) {
 	if c.destroy {
 		if err := h.destroy(ctx, s); err != nil {
-			h.logger.Error("session store failed to destroy a session",
-				zap.String("store", h.storeName), zap.String("operation", "delete"), zap.Error(err))
+			// Logged by destroy; the cookie is expired all the same. The
+			// rest is dropped: a Set after a failed Destroy must not
+			// write into a store that may still hold the old session.
 			return
 		}
 	}

@@ -43,7 +43,7 @@ func BenchmarkEncode(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := c.Encode("__session", p); err != nil {
+				if _, err := c.Encode("__session", "", p); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -54,7 +54,7 @@ func BenchmarkEncode(b *testing.B) {
 func BenchmarkDecode(b *testing.B) {
 	c := mustCodec(b, secretA, secretB)
 	for _, s := range benchSizes {
-		enc, err := c.Encode("__session", payload(s.n))
+		enc, err := c.Encode("__session", "", payload(s.n))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -62,14 +62,14 @@ func BenchmarkDecode(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				var m map[string]any
-				if _, err := c.Decode("__session", enc, &m); err != nil {
+				if _, err := c.Decode("__session", "", enc, &m); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 	}
 	// A server store's cookie: the session ID alone.
-	id, err := c.Encode("__session", NewID())
+	id, err := c.Encode("__session", "", NewID())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -77,18 +77,18 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			var got string
-			if _, err := c.Decode("__session", id, &got); err != nil || !ValidID(got) {
+			if _, err := c.Decode("__session", "", id, &got); err != nil || !ValidID(got) {
 				b.Fatal(got, err)
 			}
 		}
 	})
 	// A cookie only the older secret verifies costs one more MAC.
-	enc, _ := mustCodec(b, secretB).Encode("__session", payload(100))
+	enc, _ := mustCodec(b, secretB).Encode("__session", "", payload(100))
 	b.Run("100B/stale", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			var m map[string]any
-			if stale, err := c.Decode("__session", enc, &m); err != nil || !stale {
+			if stale, err := c.Decode("__session", "", enc, &m); err != nil || !stale {
 				b.Fatal(stale, err)
 			}
 		}
@@ -100,8 +100,8 @@ func benchHeaders(b *testing.B) map[string]string {
 	others := "_shopify_y=5f1d2c3b-1111-2222-3333-444455556666; _ga=GA1.1.123456789.1700000000; cart_currency=CAD; localization=CA; _tracking_consent=%7B%22con%22%3A%7B%7D%7D"
 	o := Options{}
 	c := mustCodec(b, secretA)
-	id, _ := c.Encode("__session", NewID())
-	big, _ := c.Encode("__session", payload(6*1024))
+	id, _ := c.Encode("__session", "", NewID())
+	big, _ := c.Encode("__session", "", payload(6*1024))
 	chunks, err := o.Chunks(big, DefaultMaxAge, true, 4)
 	if err != nil {
 		b.Fatal(err)
@@ -144,7 +144,7 @@ func BenchmarkStripCookies(b *testing.B) {
 func BenchmarkChunks(b *testing.B) {
 	o := Options{HTTPOnly: true}
 	c := mustCodec(b, secretA)
-	big, _ := c.Encode("__session", payload(6*1024))
+	big, _ := c.Encode("__session", "", payload(6*1024))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := o.Chunks(big, DefaultMaxAge, true, 4); err != nil {

@@ -185,7 +185,7 @@ func TestChunksEncoded(t *testing.T) {
 		{20 * 1024, false, 4},
 	}
 	for _, tt := range tests {
-		enc, err := c.Encode(o.ChunkName(0), payload(tt.payload))
+		enc, err := c.Encode(o.ChunkName(0), "", payload(tt.payload))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +203,7 @@ func TestChunksEncoded(t *testing.T) {
 		}
 		value, _ := o.Read(http.Header{"Cookie": {cookieHeader(cookies)}}, tt.maxChunks)
 		var got map[string]any
-		if _, err := c.Decode(o.ChunkName(0), value, &got); err != nil || len(got) == 0 {
+		if _, err := c.Decode(o.ChunkName(0), "", value, &got); err != nil || len(got) == 0 {
 			t.Errorf("payload %d B: decode after Read: %v", tt.payload, err)
 		}
 	}

@@ -93,30 +93,38 @@ func NewCodec(secrets [][]byte) (*Codec, error) {
 	return c, nil
 }
 
-// Encode returns v, JSON-encoded, signed with name bound into the MAC,
-// encrypted and base64url-encoded, under the first secret. No length limit
-// is applied: callers bound sizes themselves.
-func (c *Codec) Encode(name string, v any) (string, error) {
-	s, err := c.codecs[0].Encode(name, v)
+// Encode returns v, JSON-encoded, signed with name and audience bound into
+// the MAC, encrypted and base64url-encoded, under the first secret. No
+// length limit is applied: callers bound sizes themselves.
+//
+// The audience is the site the value belongs to (a host name, a cookie
+// domain, or a name an operator chose): a value minted for one audience
+// never decodes under another, so a cookie copied from one site to another
+// on the same gateway and secrets is no session there.
+func (c *Codec) Encode(name, audience string, v any) (string, error) {
+	s, err := c.codecs[0].Encode(macName(name, audience), v)
 	if err != nil {
 		return "", fmt.Errorf("encoding cookie %q: %w", name, err)
 	}
 	return s, nil
 }
 
-// Decode verifies and decrypts value (minted for name) into dst. stale is
-// true when only an older secret verified it, so the caller re-issues it
-// under the first. Any failure returns an error and never panics.
+// Decode verifies and decrypts value (minted for name and audience) into
+// dst. stale is true when only an older secret verified it, so the caller
+// re-issues it under the first. Any failure returns an error and never
+// panics; a value minted for another name or audience, or by a version
+// that bound no audience, fails like a tampered one.
 //
 // The errors wrap ErrInvalid and carry no part of the value. When the MAC
 // verifies but the JSON does not fit dst, dst may be partly filled.
-func (c *Codec) Decode(name, value string, dst any) (stale bool, err error) {
+func (c *Codec) Decode(name, audience, value string, dst any) (stale bool, err error) {
 	if c == nil || len(c.codecs) == 0 {
 		return false, fmt.Errorf("%w: no codec", ErrInvalid)
 	}
+	mac := macName(name, audience)
 	var first error
 	for i, sc := range c.codecs {
-		err := sc.Decode(name, value, dst)
+		err := sc.Decode(mac, value, dst)
 		if err == nil {
 			return i > 0, nil
 		}
@@ -125,6 +133,14 @@ func (c *Codec) Decode(name, value string, dst any) (stale bool, err error) {
 		}
 	}
 	return false, fmt.Errorf("%w: %w", ErrInvalid, first)
+}
+
+// macName is the name securecookie binds into the MAC (it signs
+// "name|time|value"): the cookie's name and its audience, separated by a
+// byte no cookie name holds, and tagged so that a value minted before
+// audiences existed (its MAC bound the bare name) never verifies.
+func macName(name, audience string) string {
+	return name + "\x00aud=" + audience
 }
 
 // Ref returns a short keyed hash of a session ID (16 hex characters, keyed

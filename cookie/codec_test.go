@@ -56,7 +56,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			enc, err := c.Encode("__session", tt.v)
+			enc, err := c.Encode("__session", "", tt.v)
 			if err != nil {
 				t.Fatalf("Encode: %v", err)
 			}
@@ -66,7 +66,7 @@ func TestCodecRoundTrip(t *testing.T) {
 				}
 			}
 			dst := tt.dst()
-			stale, err := c.Decode("__session", enc, dst)
+			stale, err := c.Decode("__session", "", enc, dst)
 			if err != nil || stale {
 				t.Fatalf("Decode = stale %v, err %v; want false, nil", stale, err)
 			}
@@ -83,7 +83,7 @@ func TestCodecRoundTrip(t *testing.T) {
 func TestCodecEncrypts(t *testing.T) {
 	c := mustCodec(t, secretA)
 	const marker = "customer-marker-7f3a9c"
-	enc, err := c.Encode("__session", map[string]string{"customerId": marker})
+	enc, err := c.Encode("__session", "", map[string]string{"customerId": marker})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestCodecEncrypts(t *testing.T) {
 	}
 	// Two encodings of one value differ (random IV): equal sessions are
 	// not linkable by their cookies.
-	enc2, _ := c.Encode("__session", map[string]string{"customerId": marker})
+	enc2, _ := c.Encode("__session", "", map[string]string{"customerId": marker})
 	if enc == enc2 {
 		t.Fatalf("two encodings of the same value are equal")
 	}
@@ -115,7 +115,7 @@ func TestCodecEncrypts(t *testing.T) {
 // bits of the last character before the padding).
 func TestCodecTamper(t *testing.T) {
 	c := mustCodec(t, secretA)
-	enc, err := c.Encode("__session", map[string]any{"customerId": "c_42", "cart": "x"})
+	enc, err := c.Encode("__session", "", map[string]any{"customerId": "c_42", "cart": "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestCodecTamper(t *testing.T) {
 			total++
 			tampered := enc[:i] + string(r) + enc[i+1:]
 			var dst map[string]any
-			_, err := c.Decode("__session", tampered, &dst)
+			_, err := c.Decode("__session", "", tampered, &dst)
 			if err != nil {
 				if !errors.Is(err, ErrInvalid) {
 					t.Fatalf("Decode error %v does not wrap ErrInvalid", err)
@@ -147,7 +147,7 @@ func TestCodecTamper(t *testing.T) {
 	}
 	for _, v := range []string{enc[:len(enc)-1], enc[:len(enc)/2], enc[1:], enc + "A", enc + "AAAA", strings.ToUpper(enc)} {
 		var dst map[string]any
-		if _, err := c.Decode("__session", v, &dst); err == nil {
+		if _, err := c.Decode("__session", "", v, &dst); err == nil {
 			t.Errorf("a truncated or extended value decodes (len %d of %d)", len(v), len(enc))
 		}
 	}
@@ -155,25 +155,25 @@ func TestCodecTamper(t *testing.T) {
 
 func TestCodecWrongName(t *testing.T) {
 	c := mustCodec(t, secretA)
-	enc, err := c.Encode("__session", map[string]any{"k": "v"})
+	enc, err := c.Encode("__session", "", map[string]any{"k": "v"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"__session.1", "__Session", "__Host-session", "other", "", "__session|1"} {
 		var dst map[string]any
-		if _, err := c.Decode(name, enc, &dst); err == nil {
+		if _, err := c.Decode(name, "", enc, &dst); err == nil {
 			t.Errorf("a value minted for __session decodes under %q", name)
 		}
 	}
 	var dst map[string]any
-	if _, err := c.Decode("__session", enc, &dst); err != nil {
+	if _, err := c.Decode("__session", "", enc, &dst); err != nil {
 		t.Fatalf("control: %v", err)
 	}
 }
 
 func TestCodecRotation(t *testing.T) {
 	want := map[string]any{"customerId": "c_42"}
-	encA, err := mustCodec(t, secretA).Encode("__session", want)
+	encA, err := mustCodec(t, secretA).Encode("__session", "", want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestCodecRotation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got map[string]any
-			stale, err := mustCodec(t, tt.secrets...).Decode("__session", encA, &got)
+			stale, err := mustCodec(t, tt.secrets...).Decode("__session", "", encA, &got)
 			if tt.wantErr {
 				if err == nil || !errors.Is(err, ErrInvalid) {
 					t.Fatalf("Decode err = %v, want an ErrInvalid", err)
@@ -209,12 +209,12 @@ func TestCodecRotation(t *testing.T) {
 		})
 	}
 	// After rotation, new cookies are minted under the first secret only.
-	encB, _ := mustCodec(t, secretB, secretA).Encode("__session", want)
+	encB, _ := mustCodec(t, secretB, secretA).Encode("__session", "", want)
 	var got map[string]any
-	if _, err := mustCodec(t, secretA).Decode("__session", encB, &got); err == nil {
+	if _, err := mustCodec(t, secretA).Decode("__session", "", encB, &got); err == nil {
 		t.Fatal("a cookie minted after rotation decodes under the old secret alone")
 	}
-	if stale, err := mustCodec(t, secretB).Decode("__session", encB, &got); err != nil || stale {
+	if stale, err := mustCodec(t, secretB).Decode("__session", "", encB, &got); err != nil || stale {
 		t.Fatalf("Decode under the new secret: stale %v, err %v", stale, err)
 	}
 }
@@ -222,12 +222,12 @@ func TestCodecRotation(t *testing.T) {
 // TestCodecStable: the same secret gives the same keys in another Codec
 // (another process, after a restart): S7.
 func TestCodecStable(t *testing.T) {
-	enc, err := mustCodec(t, secretA).Encode("__session", "v")
+	enc, err := mustCodec(t, secretA).Encode("__session", "", "v")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var s string
-	if _, err := mustCodec(t, secretA).Decode("__session", enc, &s); err != nil || s != "v" {
+	if _, err := mustCodec(t, secretA).Decode("__session", "", enc, &s); err != nil || s != "v" {
 		t.Fatalf("Decode in a fresh Codec: %q, %v", s, err)
 	}
 }
@@ -250,13 +250,15 @@ func TestCodecKeyDerivationPinned(t *testing.T) {
 	cipher.NewCTR(block, iv).XORKeyStream(ct, plain)
 	payload := base64.URLEncoding.EncodeToString(append(iv, ct...))
 	ts := time.Now().Add(-400 * 24 * time.Hour).Unix() // older than any MaxAge
-	signed := fmt.Sprintf("__session|%d|%s", ts, payload)
+	// The MAC binds the cookie name and the audience: "<name>\x00aud=<audience>".
+	macName := "__session\x00aud=shop.example"
+	signed := fmt.Sprintf("%s|%d|%s", macName, ts, payload)
 	m := hmac.New(sha256.New, hashKey)
 	m.Write([]byte(signed))
-	value := base64.URLEncoding.EncodeToString(append([]byte(signed[len("__session|"):]+"|"), m.Sum(nil)...))
+	value := base64.URLEncoding.EncodeToString(append([]byte(signed[len(macName+"|"):]+"|"), m.Sum(nil)...))
 
 	var got map[string]any
-	stale, err := mustCodec(t, secretA).Decode("__session", value, &got)
+	stale, err := mustCodec(t, secretA).Decode("__session", "shop.example", value, &got)
 	if err != nil || stale || got["k"] != "v" {
 		t.Fatalf("hand-built cookie: got %v, stale %v, err %v", got, stale, err)
 	}
@@ -343,7 +345,7 @@ func TestRef(t *testing.T) {
 
 func TestDecodeGarbage(t *testing.T) {
 	c := mustCodec(t, secretA, secretB)
-	good, _ := c.Encode("__session", map[string]any{"k": "v"})
+	good, _ := c.Encode("__session", "", map[string]any{"k": "v"})
 	b64 := base64.URLEncoding.EncodeToString
 	tests := []string{
 		"",
@@ -362,26 +364,66 @@ func TestDecodeGarbage(t *testing.T) {
 	}
 	for i, v := range tests {
 		var dst map[string]any
-		stale, err := c.Decode("__session", v, &dst)
+		stale, err := c.Decode("__session", "", v, &dst)
 		if err == nil || stale || !errors.Is(err, ErrInvalid) {
 			t.Errorf("garbage %d: stale %v, err %v; want an ErrInvalid", i, stale, err)
 		}
 	}
 	// Bad destinations are errors too, not panics.
 	for _, dst := range []any{nil, map[string]any{}, 3, new(int)} {
-		if _, err := c.Decode("__session", good, dst); err == nil {
+		if _, err := c.Decode("__session", "", good, dst); err == nil {
 			t.Errorf("Decode into %T succeeded", dst)
 		}
 	}
 	var nilCodec *Codec
-	if _, err := nilCodec.Decode("__session", good, new(map[string]any)); err == nil {
+	if _, err := nilCodec.Decode("__session", "", good, new(map[string]any)); err == nil {
 		t.Error("nil Codec decodes")
 	}
 }
 
 func TestEncodeError(t *testing.T) {
 	c := mustCodec(t, secretA)
-	if _, err := c.Encode("__session", map[string]any{"f": func() {}}); err == nil {
+	if _, err := c.Encode("__session", "", map[string]any{"f": func() {}}); err == nil {
 		t.Error("Encode of a func succeeded")
+	}
+}
+
+// S5, S41: a value minted for one audience never decodes under another,
+// nor under a name/audience split of the same bytes, and a value minted
+// without an audience (by a version before audiences) decodes under none.
+func TestCodecAudience(t *testing.T) {
+	c := mustCodec(t, secretA)
+	enc, err := c.Encode("__session", "shop-a.example", map[string]any{"customerId": "c_42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dst map[string]any
+	if _, err := c.Decode("__session", "shop-a.example", enc, &dst); err != nil {
+		t.Fatalf("control: %v", err)
+	}
+	for _, tt := range []struct{ name, aud string }{
+		{"__session", "shop-b.example"},
+		{"__session", "Shop-A.example"},
+		{"__session", "shop-a.example."},
+		{"__session", "shop-a.example:443"},
+		{"__session", ""},
+		{"__session\x00aud=shop-a.example", ""},
+		{"__session\x00aud=shop-a", ".example"},
+	} {
+		dst = nil
+		if _, err := c.Decode(tt.name, tt.aud, enc, &dst); err == nil {
+			t.Errorf("a value minted for audience shop-a.example decodes under name %q audience %q", tt.name, tt.aud)
+		}
+	}
+	// A value from before audiences: securecookie over the bare name.
+	sc := c.codecs[0]
+	old, err := sc.Encode("__session", map[string]any{"customerId": "c_42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, aud := range []string{"", "shop-a.example"} {
+		if _, err := c.Decode("__session", aud, old, &dst); err == nil {
+			t.Errorf("an unbound value (earlier version) decodes under audience %q", aud)
+		}
 	}
 }

@@ -27,12 +27,12 @@ func decodedOneOf(m map[string]any, payloads ...map[string]any) bool {
 func FuzzDecode(f *testing.F) {
 	c := mustCodec(f, secretA, secretB)
 	o := Options{HTTPOnly: true}
-	good, err := c.Encode("__session", map[string]any{"customerId": "c_42", "n": 1})
+	good, err := c.Encode("__session", "", map[string]any{"customerId": "c_42", "n": 1})
 	if err != nil {
 		f.Fatal(err)
 	}
-	stale, _ := mustCodec(f, secretB).Encode("__session", map[string]any{"old": true})
-	big, _ := c.Encode("__session", payload(5*1024))
+	stale, _ := mustCodec(f, secretB).Encode("__session", "", map[string]any{"old": true})
+	big, _ := c.Encode("__session", "", payload(5*1024))
 	chunks, err := o.Chunks(big, time.Hour, true, 4)
 	if err != nil || len(chunks) < 2 {
 		f.Fatalf("seed chunks: %d, %v", len(chunks), err)
@@ -40,7 +40,7 @@ func FuzzDecode(f *testing.F) {
 	var payloads []map[string]any
 	for _, v := range []string{good, stale, big} {
 		var m map[string]any
-		if _, err := c.Decode("__session", v, &m); err != nil {
+		if _, err := c.Decode("__session", "", v, &m); err != nil {
 			f.Fatal(err)
 		}
 		payloads = append(payloads, m)
@@ -58,7 +58,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, value, header string, pos uint16, b byte) {
 		check := func(what, v string) {
 			var m map[string]any
-			_, err := c.Decode("__session", v, &m)
+			_, err := c.Decode("__session", "", v, &m)
 			if err == nil && !decodedOneOf(m, payloads...) {
 				t.Fatalf("%s: a value we did not mint decodes: %q", what, v)
 			}
