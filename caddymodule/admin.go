@@ -274,9 +274,10 @@ func decodeCookie(ctx context.Context, handlers []*Handler, body cookieBody) ([]
 }
 
 // adminAudience is the audience an admin call verifies a cookie under:
-// the handler's own when it does not depend on the request, else the one
-// given (a host name, normalised as a request's is, or the value a
-// request-dependent audience takes as written). "" when none was given.
+// the handler's own when it does not depend on the request (audience, or
+// the cookie's domain when none is given), else the one given (a host
+// name, read as a request's Host is, or the value a request-dependent
+// audience takes, as written). "" when none was given.
 func (h *Handler) adminAudience(given string) string {
 	given = strings.TrimSpace(given)
 	switch {
@@ -284,8 +285,10 @@ func (h *Handler) adminAudience(given string) string {
 		return h.fixedAudience
 	case h.audienceTemplate != "":
 		return given
+	case given == "":
+		return h.domainAudience
 	}
-	return hostAudience(given)
+	return h.audienceOfHost(given)
 }
 
 // inspectCookie returns the session a cookie value holds.

@@ -15,8 +15,9 @@ import (
 //
 // The audience is, in order: the configured audience (placeholders
 // resolved per request when they name request values), the cookie's
-// domain when one is set (that cookie is meant for every subdomain), or
-// the request's host name, lowercase, without port or trailing dot.
+// domain when one is set and the request's host is within it (that cookie
+// is meant for every subdomain), or the request's host name, lowercase,
+// without port or trailing dot.
 
 // provisionAudience resolves the audience's global placeholders once: a
 // fixed audience (configured, or the cookie's domain) costs nothing per
@@ -33,8 +34,9 @@ func (h *Handler) provisionAudience() error {
 			return fmt.Errorf("audience %q is empty once its placeholders are resolved; set the variable it names, or remove audience to bind sessions to the host name", h.Audience)
 		}
 		h.fixedAudience = v
-	case h.opts.Domain != "":
-		h.fixedAudience = hostAudience(h.opts.Domain)
+	}
+	if h.opts.Domain != "" {
+		h.domainAudience = hostAudience(h.opts.Domain)
 	}
 	return nil
 }
@@ -52,7 +54,18 @@ func (h *Handler) audienceFor(r *http.Request) string {
 		}
 		// Resolved to nothing: the host name, never a shared "" audience.
 	}
-	return hostAudience(r.Host)
+	return h.audienceOfHost(r.Host)
+}
+
+// audienceOfHost is the audience of requests to host when none is
+// configured: the cookie's domain for the hosts within it (the domain and
+// its subdomains, where a browser sends that cookie), else the host name.
+func (h *Handler) audienceOfHost(host string) string {
+	name := hostAudience(host)
+	if d := h.domainAudience; d != "" && (name == d || strings.HasSuffix(name, "."+d)) {
+		return d
+	}
+	return name
 }
 
 // hostAudience returns a host (or Host header) as an audience: the name in

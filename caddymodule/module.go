@@ -172,6 +172,7 @@ type Handler struct {
 	ops           opsState
 
 	fixedAudience    string        // the audience of every request, when it does not depend on one
+	domainAudience   string        // the cookie's domain as an audience, "" without one
 	audienceTemplate string        // Audience with request placeholders, resolved per request
 	newTTL           time.Duration // new_session_ttl, 0 when off (or the cookie store)
 }

@@ -184,6 +184,10 @@ type CaddyOpts struct {
 	StorageDir string
 	// TLS serves https://127.0.0.1:<port> with Caddy's internal CA.
 	TLS bool
+	// Sites, when set, replaces the whole site block: several site blocks,
+	// each with its own address. {{PORT}}, {{SESSION}} and {{UPSTREAM}}
+	// are replaced.
+	Sites string
 }
 
 const defaultSite = `session {
@@ -299,6 +303,12 @@ func renderCaddyfile(o CaddyOpts, httpPort, adminPort int, storage, upstream str
 		autoHTTPS, address = "disable_redirects\n\tskip_install_trust", fmt.Sprintf("https://127.0.0.1:%d", httpPort)
 		site = "tls internal\n" + site
 	}
+	sites := fmt.Sprintf("%s {\n%s\n}\n", address, site)
+	if o.Sites != "" {
+		sites = strings.ReplaceAll(o.Sites, "{{PORT}}", strconv.Itoa(httpPort))
+		sites = strings.ReplaceAll(sites, "{{SESSION}}", o.Session)
+		sites = strings.ReplaceAll(sites, "{{UPSTREAM}}", upstream)
+	}
 	return fmt.Sprintf(`{
 	admin localhost:%d
 	storage file_system %s
@@ -309,10 +319,7 @@ func renderCaddyfile(o CaddyOpts, httpPort, adminPort int, storage, upstream str
 %s
 }
 
-%s {
-%s
-}
-`, adminPort, storage, autoHTTPS, o.Global, address, site)
+%s`, adminPort, storage, autoHTTPS, o.Global, sites)
 }
 
 func (c *Caddy) writeConfig(t testing.TB, o CaddyOpts) {
@@ -720,6 +727,7 @@ type Req struct {
 	BodyReader io.Reader
 	CT         string   // Content-Type, when not empty
 	Cookie     string   // the exact Cookie header, when not empty
+	Host       string   // the Host header, when not empty (else Caddy's address)
 	Header     []string // "Name: value" lines, exact name spelling, repeats kept
 }
 
@@ -784,6 +792,9 @@ func (c *Caddy) DoErr(q Req) (*Resp, error) {
 	}
 	if q.BodyReader != nil {
 		req.ContentLength = -1
+	}
+	if q.Host != "" {
+		req.Host = q.Host
 	}
 	if q.CT != "" {
 		req.Header.Set("Content-Type", q.CT)

@@ -87,11 +87,11 @@ func (l *logRun) noteJar(jar *Jar) {
 		l.t.Fatal(err)
 	}
 	var id string
-	if _, err := codec.Decode("__session", value, &id); err != nil || !cookie.ValidID(id) {
+	if _, err := codec.Decode("__session", "127.0.0.1", value, &id); err != nil || !cookie.ValidID(id) {
 		var p struct {
 			ID string `json:"i"`
 		}
-		if _, err := codec.Decode("__session", value, &p); err != nil {
+		if _, err := codec.Decode("__session", "127.0.0.1", value, &p); err != nil {
 			return // a cookie this run forged
 		}
 		id = p.ID

@@ -480,7 +480,7 @@ func redisSessionID(t testing.TB, value string) string {
 		t.Fatal(err)
 	}
 	var id string
-	if _, err := codec.Decode("__session", value, &id); err != nil {
+	if _, err := codec.Decode("__session", "127.0.0.1", value, &id); err != nil {
 		t.Fatalf("decoding a session cookie issued by Caddy: %v", err)
 	}
 	if !cookie.ValidID(id) {

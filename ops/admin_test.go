@@ -102,7 +102,7 @@ func adminScenario(t *testing.T, store string) {
 	wantCount(t, c, 75)
 
 	// Inspect: the data, the session's short hash, never the cookie.
-	info := c.adminJSON(t, "POST", "/session/__session/inspect", fmt.Sprintf(`{"cookie": %q}`, custB[0].Cookie), 200)
+	info := c.adminJSON(t, "POST", "/session/__session/inspect", fmt.Sprintf(`{"cookie": %q, "audience": "127.0.0.1"}`, custB[0].Cookie), 200)
 	values, _ := info["values"].(map[string]any)
 	if values["customerId"] != "c_B" {
 		t.Fatalf("inspect: values %v, want customerId c_B", info)
@@ -114,21 +114,21 @@ func adminScenario(t *testing.T, store string) {
 		t.Fatalf("inspect: no created time in %v", info)
 	}
 	// The cookie as a browser's tools copy it, name= in front, works too.
-	info = c.adminJSON(t, "POST", "/session/__session/inspect", fmt.Sprintf(`{"cookie": "__session=%s"}`, anon[0].Cookie), 200)
+	info = c.adminJSON(t, "POST", "/session/__session/inspect", fmt.Sprintf(`{"cookie": "__session=%s", "audience": "127.0.0.1"}`, anon[0].Cookie), 200)
 	if values, _ := info["values"].(map[string]any); values["cart"] == nil {
 		t.Fatalf("inspect of an anonymous session: %v", info)
 	}
 
 	// Destroy one session by its cookie.
 	victim := anon[0]
-	if n := number(t, c.adminJSON(t, "POST", "/session/__session/destroy", fmt.Sprintf(`{"cookie": %q}`, victim.Cookie), 200), "destroyed"); n != 1 {
+	if n := number(t, c.adminJSON(t, "POST", "/session/__session/destroy", fmt.Sprintf(`{"cookie": %q, "audience": "127.0.0.1"}`, victim.Cookie), 200), "destroyed"); n != 1 {
 		t.Fatalf("destroy: %d, want 1", n)
 	}
 	if r := victim.Do(t, "GET", "/__session", ""); r.Body != "{}" {
 		t.Fatalf("the destroyed session still reads %s", r.Body)
 	}
-	c.adminJSON(t, "POST", "/session/__session/inspect", fmt.Sprintf(`{"cookie": %q}`, victim.Cookie), 404)
-	if n := number(t, c.adminJSON(t, "POST", "/session/__session/destroy", fmt.Sprintf(`{"cookie": %q}`, victim.Cookie), 200), "destroyed"); n != 0 {
+	c.adminJSON(t, "POST", "/session/__session/inspect", fmt.Sprintf(`{"cookie": %q, "audience": "127.0.0.1"}`, victim.Cookie), 404)
+	if n := number(t, c.adminJSON(t, "POST", "/session/__session/destroy", fmt.Sprintf(`{"cookie": %q, "audience": "127.0.0.1"}`, victim.Cookie), 200), "destroyed"); n != 0 {
 		t.Fatalf("destroy again: %d, want 0", n)
 	}
 
@@ -166,7 +166,7 @@ func adminScenario(t *testing.T, store string) {
 		{"GET", "/session/nope/count", "", 404},
 		{"POST", "/session/__session/count", "", 405},
 		{"GET", "/session/__session/inspect", "", 405},
-		{"POST", "/session/__session/inspect", `{"cookie": "forged"}`, 400},
+		{"POST", "/session/__session/inspect", `{"cookie": "forged", "audience": "127.0.0.1"}`, 400},
 		{"POST", "/session/__session/inspect", `{"cookie": ""}`, 400},
 		{"POST", "/session/__session/inspect", `not json`, 400},
 		{"POST", "/session/__session/logout-everywhere", `{"key": "cart", "value": 1}`, 400},
@@ -246,11 +246,11 @@ func TestAdminCookieStore(t *testing.T) {
 		t.Fatalf("POST: %d %s", r.Status, r.Body)
 	}
 	c.adminJSON(t, "GET", "/session/shop/count", "", 501)
-	info := c.adminJSON(t, "POST", "/session/shop/inspect", fmt.Sprintf(`{"cookie": %q}`, b.Cookie), 200)
+	info := c.adminJSON(t, "POST", "/session/shop/inspect", fmt.Sprintf(`{"cookie": %q, "audience": "127.0.0.1"}`, b.Cookie), 200)
 	if values, _ := info["values"].(map[string]any); values["cart"] == nil {
 		t.Fatalf("inspect of a cookie-store session: %v", info)
 	}
-	c.adminJSON(t, "POST", "/session/shop/destroy", fmt.Sprintf(`{"cookie": %q}`, b.Cookie), 501)
+	c.adminJSON(t, "POST", "/session/shop/destroy", fmt.Sprintf(`{"cookie": %q, "audience": "127.0.0.1"}`, b.Cookie), 501)
 	c.adminJSON(t, "POST", "/session/shop/logout-everywhere", `{"value": 1}`, 501)
 
 	out, err := c.Run(t, "validate", "--config", writeFile(t, c.caddyfile("", fmt.Sprintf("session {\n\tsecret %s\n\tindex_key customerId\n}\nrespond ok", secret))), "--adapter", "caddyfile")

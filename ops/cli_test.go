@@ -54,7 +54,9 @@ type decodedSession struct {
 // decode runs `caddy session decode` on c's config.
 func decode(t *testing.T, c *Caddy, value string, extra ...string) (*decodedSession, string, error) {
 	t.Helper()
-	args := append([]string{"session", "decode", "--config", c.Config}, extra...)
+	// Sessions are bound to the host that issued them: the test's Caddy
+	// is reached as 127.0.0.1.
+	args := append([]string{"session", "decode", "--config", c.Config, "--audience", "127.0.0.1"}, extra...)
 	out, err := c.Run(t, append(args, value)...)
 	if err != nil {
 		return nil, out, err
@@ -78,13 +80,13 @@ func sessionID(t *testing.T, value string, cookieStore bool) string {
 		var p struct {
 			ID string `json:"i"`
 		}
-		if _, err := codec.Decode("__session", value, &p); err != nil || p.ID == "" {
+		if _, err := codec.Decode("__session", "127.0.0.1", value, &p); err != nil || p.ID == "" {
 			t.Fatalf("decoding the test's cookie: %v", err)
 		}
 		return p.ID
 	}
 	var id string
-	if _, err := codec.Decode("__session", value, &id); err != nil || id == "" {
+	if _, err := codec.Decode("__session", "127.0.0.1", value, &id); err != nil || id == "" {
 		t.Fatalf("decoding the test's cookie: %v", err)
 	}
 	return id
