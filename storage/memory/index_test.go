@@ -34,9 +34,9 @@ func TestIndexBackfill(t *testing.T) {
 	}
 	release := s.Index("customerId")
 	defer release()
-	n, err := s.DeleteByValue(ctx, "customerId", json.RawMessage(`"c_1"`))
-	if err != nil || n != 5 {
-		t.Fatalf("DeleteByValue = %d, %v; want 5", n, err)
+	n, err := s.DeleteByValue(ctx, "customerId", json.RawMessage(`"c_1"`), "")
+	if err != nil || len(n) != 1 || n[""] != 5 {
+		t.Fatalf("DeleteByValue = %v, %v; want 5 of no audience", n, err)
 	}
 	for i, key := range keys {
 		_, err := s.Load(ctx, key)
@@ -88,11 +88,11 @@ func TestCount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := s.Count(ctx); err != nil || n != 30 {
-		t.Fatalf("Count = %d, %v; want 30", n, err)
+	if n, err := s.Count(ctx); err != nil || n != (storage.Counts{Confirmed: 30}) {
+		t.Fatalf("Count = %+v, %v; want 30 confirmed", n, err)
 	}
 	clock = clock.Add(2 * time.Minute)
-	if n, err := s.Count(ctx); err != nil || n != 20 {
-		t.Fatalf("Count after 10 expired = %d, %v; want 20", n, err)
+	if n, err := s.Count(ctx); err != nil || n != (storage.Counts{Confirmed: 20}) {
+		t.Fatalf("Count after 10 expired = %+v, %v; want 20 confirmed", n, err)
 	}
 }
