@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -236,4 +237,40 @@ func BenchmarkMemoryGC(b *testing.B) {
 	b.ReportMetric(float64(after.PauseTotalNs-before.PauseTotalNs)/float64(b.N), "pause-ns/op")
 	b.ReportMetric(after.GCCPUFraction, "gc-cpu-fraction")
 	runtime.KeepAlive(s)
+}
+
+// BenchmarkMemoryBytes writes 20,000 new sessions of 60 KiB (1.2 GB in
+// all) through a store bounded to 64 MiB, and reports what the store
+// counts (Bytes) against the heap it really takes (HeapAlloc after a GC,
+// less the heap before), and the peak heap the Go runtime held (HeapSys):
+// how well MaxBytes bounds the process. It asserts nothing about time.
+func BenchmarkMemoryBytes(b *testing.B) {
+	const n, maxBytes = 20000, 64 << 20
+	blob := json.RawMessage(`"` + strings.Repeat("x", 60<<10) + `"`)
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := New(Options{MaxBytes: maxBytes, SweepInterval: -1})
+		now := time.Now()
+		for i := range n {
+			if _, err := s.Merge(ctx, storage.Key(fmt.Sprint("big-", i)), map[string]json.RawMessage{"i": json.RawMessage(fmt.Sprint(i)), "blob": blob},
+				storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour), NewTTL: time.Hour}); err != nil {
+				b.Fatal(err)
+			}
+			if s.Bytes() > maxBytes {
+				b.Fatalf("Bytes() = %d, over MaxBytes", s.Bytes())
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+		b.ReportMetric(float64(s.Bytes())/(1<<20), "counted-MiB")
+		b.ReportMetric(heap/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(after.HeapSys)/(1<<20), "heapsys-MiB")
+		b.ReportMetric(float64(s.Len()), "sessions")
+		b.ReportMetric(heap/float64(s.Bytes()), "heap/counted")
+		runtime.KeepAlive(s)
+		s.Close()
+	}
 }
