@@ -113,7 +113,9 @@ func filledStore(b *testing.B, n int) (*Store, []string) {
 	if s := filled.stores[n]; s != nil {
 		return s, filled.keys[n]
 	}
-	s := New(Options{MaxSessions: n, SweepInterval: -1})
+	// MaxBytes lifted: a million small sessions count about 280 MB, past
+	// the 256 MiB default.
+	s := New(Options{MaxSessions: n, MaxBytes: 1 << 40, SweepInterval: -1})
 	keys := fill(b, s, n, true)
 	if s.Len() != n {
 		b.Fatalf("filled %d sessions, store holds %d", n, s.Len())
@@ -197,7 +199,7 @@ func BenchmarkMemoryHeap(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		s := New(Options{MaxSessions: n, SweepInterval: -1})
+		s := New(Options{MaxSessions: n, MaxBytes: 1 << 40, SweepInterval: -1})
 		fill(b, s, n, false)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -224,7 +226,7 @@ func BenchmarkMemoryGC(b *testing.B) {
 	if testing.Short() {
 		b.Skip("large setup")
 	}
-	s := New(Options{MaxSessions: n, SweepInterval: -1})
+	s := New(Options{MaxSessions: n, MaxBytes: 1 << 40, SweepInterval: -1})
 	fill(b, s, n, false)
 	runtime.GC()
 	b.ResetTimer()

@@ -25,7 +25,7 @@ type index struct {
 
 	mu    sync.Mutex
 	refs  map[string]int                   // indexed name → configurations using it
-	terms map[string]map[keyBytes]struct{} // name + "\x00" + value → sessions
+	terms map[string]map[keyBytes]struct{} // name + "\x00" + canonical value (term) → sessions
 	byKey map[keyBytes][]string            // session → its terms, one per indexed name it holds
 }
 
@@ -173,7 +173,9 @@ func touches(names []string, patch map[string]json.RawMessage) bool {
 // Sessions already in the store are indexed before it returns, one shard
 // at a time. Several callers may index one name; the index goes when the
 // last one releases it. It costs a map entry per indexed session, and on
-// every write that sets the name, a short lock.
+// every write that sets the name, a parse of its value into its canonical
+// form (storage.IndexValue) and a short lock. A value that is not one JSON
+// value is not indexed.
 func (s *Store) Index(name string) (release func()) {
 	x := &s.idx
 	x.mu.Lock()

@@ -180,9 +180,11 @@ func (s *Store) Evictions() uint64 {
 // more than the store's MaxBytes. It unwraps to a *storage.LimitError
 // (What "size"), so the handler answers it as any session over its limits.
 type TooLargeError struct {
-	Size, MaxBytes int64
+	Size     int64 // what the session would count towards MaxBytes
+	MaxBytes int64 // the store's bound
 }
 
+// Error says what was refused and what to do.
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("memory store: the session would take %d bytes with its bookkeeping, more than the whole store may hold (max_bytes %d); raise max_bytes or store less", e.Size, e.MaxBytes)
 }
