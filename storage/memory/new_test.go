@@ -78,8 +78,8 @@ func TestNewEvictedFirst(t *testing.T) {
 	if has(s, keys[0]) || !has(s, keys[2]) {
 		t.Fatal("with no other new session, the least recently used confirmed one (keys[0]) goes, and the new one stays")
 	}
-	if got := s.Evictions(); got != 4 {
-		t.Errorf("Evictions() = %d, want 4", got)
+	if got, ok := s.Evictions(), s.ConfirmedEvictions(); got != 4 || ok != 1 {
+		t.Errorf("Evictions() = %d, ConfirmedEvictions() = %d; want 4, 1", got, ok)
 	}
 	checkCounts(t, s, storage.Counts{New: 1, Confirmed: 3})
 }
@@ -124,8 +124,8 @@ func TestFloodKeepsConfirmed(t *testing.T) {
 		t.Fatalf("Len() = %d, over MaxSessions %d", s.Len(), max)
 	}
 	checkCounts(t, s, storage.Counts{New: max - real, Confirmed: real})
-	if got, want := s.Evictions(), uint64(flood-(max-real)); got != want {
-		t.Errorf("Evictions() = %d, want %d", got, want)
+	if got, want := s.Evictions(), uint64(flood-(max-real)); got != want || s.ConfirmedEvictions() != 0 {
+		t.Errorf("Evictions() = %d, ConfirmedEvictions() = %d; want %d, 0", got, s.ConfirmedEvictions(), want)
 	}
 }
 

@@ -97,6 +97,7 @@ type Store struct {
 	newCount  atomic.Int64 // of which new (Record.New)
 	bytes     atomic.Int64 // their size (see size)
 	evictions atomic.Uint64
+	evictedOK atomic.Uint64 // of which confirmed sessions
 
 	idx index // sessions by the value of an indexed name (index.go)
 
@@ -168,12 +169,18 @@ func (s *Store) Bytes() int64 {
 }
 
 // Evictions returns how many sessions have been evicted to keep the store
-// within MaxSessions and MaxBytes since it was created. A rising count
-// means a bound is too low for the traffic: visitors are being logged out
-// early (or, when the store holds many new sessions, a flood of single-use
-// sessions is churning through them; see NewLen).
+// within MaxSessions and MaxBytes since it was created, new and confirmed.
+// New sessions evicted are mostly single-use ones (a flood, or visitors
+// without cookies); see ConfirmedEvictions for the ones that matter.
 func (s *Store) Evictions() uint64 {
 	return s.evictions.Load()
+}
+
+// ConfirmedEvictions returns how many of Evictions were confirmed
+// sessions. A rising count means a bound (MaxSessions or MaxBytes) is too
+// low for the traffic: real visitors are being logged out early.
+func (s *Store) ConfirmedEvictions() uint64 {
+	return s.evictedOK.Load()
 }
 
 // TooLargeError is what Merge returns for a session that alone would take
@@ -533,6 +540,9 @@ func (s *Store) evictOther(sh *shard, list ref) bool {
 
 // evict removes victim from sh (locked) to make room.
 func (s *Store) evict(sh *shard, victim ref) {
+	if !sh.entries[victim].new {
+		s.evictedOK.Add(1)
+	}
 	s.remove(sh, victim)
 	s.evictions.Add(1)
 }
