@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,7 +113,9 @@ func filledStore(b *testing.B, n int) (*Store, []string) {
 	if s := filled.stores[n]; s != nil {
 		return s, filled.keys[n]
 	}
-	s := New(Options{MaxSessions: n, SweepInterval: -1})
+	// MaxBytes lifted: a million small sessions count about 280 MB, past
+	// the 256 MiB default.
+	s := New(Options{MaxSessions: n, MaxBytes: 1 << 40, SweepInterval: -1})
 	keys := fill(b, s, n, true)
 	if s.Len() != n {
 		b.Fatalf("filled %d sessions, store holds %d", n, s.Len())
@@ -196,7 +199,7 @@ func BenchmarkMemoryHeap(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		s := New(Options{MaxSessions: n, SweepInterval: -1})
+		s := New(Options{MaxSessions: n, MaxBytes: 1 << 40, SweepInterval: -1})
 		fill(b, s, n, false)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -223,7 +226,7 @@ func BenchmarkMemoryGC(b *testing.B) {
 	if testing.Short() {
 		b.Skip("large setup")
 	}
-	s := New(Options{MaxSessions: n, SweepInterval: -1})
+	s := New(Options{MaxSessions: n, MaxBytes: 1 << 40, SweepInterval: -1})
 	fill(b, s, n, false)
 	runtime.GC()
 	b.ResetTimer()
@@ -236,4 +239,40 @@ func BenchmarkMemoryGC(b *testing.B) {
 	b.ReportMetric(float64(after.PauseTotalNs-before.PauseTotalNs)/float64(b.N), "pause-ns/op")
 	b.ReportMetric(after.GCCPUFraction, "gc-cpu-fraction")
 	runtime.KeepAlive(s)
+}
+
+// BenchmarkMemoryBytes writes 20,000 new sessions of 60 KiB (1.2 GB in
+// all) through a store bounded to 64 MiB, and reports what the store
+// counts (Bytes) against the heap it really takes (HeapAlloc after a GC,
+// less the heap before), and the peak heap the Go runtime held (HeapSys):
+// how well MaxBytes bounds the process. It asserts nothing about time.
+func BenchmarkMemoryBytes(b *testing.B) {
+	const n, maxBytes = 20000, 64 << 20
+	blob := json.RawMessage(`"` + strings.Repeat("x", 60<<10) + `"`)
+	for range b.N {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := New(Options{MaxBytes: maxBytes, SweepInterval: -1})
+		now := time.Now()
+		for i := range n {
+			if _, err := s.Merge(ctx, storage.Key(fmt.Sprint("big-", i)), map[string]json.RawMessage{"i": json.RawMessage(fmt.Sprint(i)), "blob": blob},
+				storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour), NewTTL: time.Hour}); err != nil {
+				b.Fatal(err)
+			}
+			if s.Bytes() > maxBytes {
+				b.Fatalf("Bytes() = %d, over MaxBytes", s.Bytes())
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+		b.ReportMetric(float64(s.Bytes())/(1<<20), "counted-MiB")
+		b.ReportMetric(heap/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(after.HeapSys)/(1<<20), "heapsys-MiB")
+		b.ReportMetric(float64(s.Len()), "sessions")
+		b.ReportMetric(heap/float64(s.Bytes()), "heap/counted")
+		runtime.KeepAlive(s)
+		s.Close()
+	}
 }

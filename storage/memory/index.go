@@ -25,13 +25,20 @@ type index struct {
 
 	mu    sync.Mutex
 	refs  map[string]int                   // indexed name → configurations using it
-	terms map[string]map[keyBytes]struct{} // name + "\x00" + value → sessions
+	terms map[string]map[keyBytes]struct{} // name + "\x00" + canonical value (term) → sessions
 	byKey map[keyBytes][]string            // session → its terms, one per indexed name it holds
 }
 
-// term is the index entry of one name's value.
-func term(name string, value []byte) string {
-	return name + "\x00" + string(value)
+// term is the index entry of one name's value, in its canonical form
+// (storage.IndexValue), so that every encoding of one JSON value gives the
+// same term. ok is false for a value IndexValue refuses: it is not
+// indexed (no DeleteByValue could ask for it).
+func term(name string, value []byte) (t string, ok bool) {
+	v, err := storage.IndexValue(value)
+	if err != nil {
+		return "", false
+	}
+	return name + "\x00" + string(v), true
 }
 
 // indexed returns the indexed names, nil when there are none.
@@ -72,7 +79,9 @@ func (x *index) set(k keyBytes, names []string, values map[string]json.RawMessag
 	var terms []string
 	for _, n := range names {
 		if v, ok := values[n]; ok && !storage.IsNull(v) {
-			terms = append(terms, term(n, v))
+			if t, ok := term(n, v); ok {
+				terms = append(terms, t)
+			}
 		}
 	}
 	x.mu.Lock()
@@ -164,7 +173,9 @@ func touches(names []string, patch map[string]json.RawMessage) bool {
 // Sessions already in the store are indexed before it returns, one shard
 // at a time. Several callers may index one name; the index goes when the
 // last one releases it. It costs a map entry per indexed session, and on
-// every write that sets the name, a short lock.
+// every write that sets the name, a parse of its value into its canonical
+// form (storage.IndexValue) and a short lock. A value that is not one JSON
+// value is not indexed.
 func (s *Store) Index(name string) (release func()) {
 	x := &s.idx
 	x.mu.Lock()
@@ -193,9 +204,9 @@ func (s *Store) backfill(name string) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for r := sh.entries[0].next; r != 0; r = sh.entries[r].next {
+		for r := firstRef; int(r) < len(sh.entries); r++ {
 			e := &sh.entries[r]
-			if !e.live(now) {
+			if !e.live(now) { // a free slot is a zero entry, never live
 				continue
 			}
 			values := s.names.decode(sh.data[r])
@@ -203,7 +214,10 @@ func (s *Store) backfill(name string) {
 			if !ok || storage.IsNull(v) {
 				continue
 			}
-			t := term(name, v)
+			t, ok := term(name, v)
+			if !ok {
+				continue
+			}
 			s.idx.mu.Lock()
 			if _, done := s.idx.terms[t][e.key]; !done {
 				terms := append(append([]string(nil), s.idx.byKey[e.key]...), t)
@@ -250,15 +264,22 @@ func (s *Store) unindex(name string) {
 }
 
 // DeleteByValue deletes every live session whose value of name is value
-// (compact JSON text, see storage.IndexValue) and returns how many it
-// deleted (storage.Indexer). It looks the sessions up in the index, never
-// scanning the store.
-func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMessage) (int, error) {
-	t := term(name, value)
+// (as JSON values: see storage.IndexValue) and, when audience is not
+// empty, whose audience is audience, and returns how many it deleted per
+// audience (storage.Indexer): only audiences with a deletion, an empty map
+// when none. It looks the sessions up in the index, never scanning the
+// store.
+func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMessage, audience string) (map[string]int, error) {
+	deleted := map[string]int{}
+	t, ok := term(name, value)
+	if !ok {
+		_, err := storage.IndexValue(value)
+		return deleted, fmt.Errorf("memory store: DeleteByValue of %q: %w", name, err)
+	}
 	s.idx.mu.Lock()
 	if s.idx.refs[name] == 0 {
 		s.idx.mu.Unlock()
-		return 0, fmt.Errorf("memory store: %w: %q", storage.ErrNotIndexed, name)
+		return deleted, fmt.Errorf("memory store: %w: %q (name it in index_key first)", storage.ErrNotIndexed, name)
 	}
 	keys := make([]keyBytes, 0, len(s.idx.terms[t]))
 	for k := range s.idx.terms[t] {
@@ -266,7 +287,6 @@ func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMe
 	}
 	s.idx.mu.Unlock()
 
-	deleted := 0
 	for i := range keys {
 		if err := ctx.Err(); err != nil {
 			return deleted, err
@@ -279,37 +299,47 @@ func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMe
 		// index was read: only what the index says now, under the
 		// shard's lock, counts.
 		if r := sh.get(k); r != 0 && s.idx.holds(*k, t) {
-			if sh.entries[r].live(now) {
-				deleted++
+			e := &sh.entries[r]
+			aud := s.auds.name(e.aud)
+			switch {
+			case !e.live(now):
+				s.remove(sh, r) // expired: gone anyway, not counted
+			case audience == "" || aud == audience:
+				deleted[aud]++
+				s.remove(sh, r)
 			}
-			s.remove(sh, r)
 		}
 		sh.mu.Unlock()
 	}
 	return deleted, nil
 }
 
-// Count returns how many live sessions the store holds (storage.Counter):
-// unlike Len, it leaves out expired sessions the sweeper has not removed
-// yet. It visits every session, one shard at a time.
-func (s *Store) Count(ctx context.Context) (int, error) {
-	n := 0
+// Count returns how many live sessions the store holds, new and confirmed
+// (storage.Counter): unlike Len and NewLen, it leaves out expired sessions
+// the sweeper has not removed yet. It visits every session, one shard at a
+// time, so a session written meanwhile may or may not be counted.
+func (s *Store) Count(ctx context.Context) (storage.Counts, error) {
+	var c storage.Counts
 	for i := range s.shards {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return storage.Counts{}, err
 		}
 		sh := &s.shards[i]
 		now := s.now().UnixNano()
 		sh.mu.Lock()
 		// In slot order: a free slot is a zero entry, never live.
-		for r := 1; r < len(sh.entries); r++ {
-			if sh.entries[r].live(now) {
-				n++
+		for r := firstRef; int(r) < len(sh.entries); r++ {
+			switch e := &sh.entries[r]; {
+			case !e.live(now):
+			case e.new:
+				c.New++
+			default:
+				c.Confirmed++
 			}
 		}
 		sh.mu.Unlock()
 	}
-	return n, nil
+	return c, nil
 }
 
 var (

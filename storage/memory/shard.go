@@ -5,9 +5,17 @@ import (
 	"sync"
 )
 
-// ref is an entry's position in its shard's arrays. 0 is the LRU list's
-// sentinel, never an entry, so it also means "none".
+// ref is an entry's position in its shard's arrays. 0 and 1 are the
+// sentinels of the shard's two lists (confirmed, new), never entries, so 0
+// also means "none".
 type ref uint32
+
+// The list sentinels, and the first ref of an entry.
+const (
+	confirmedList ref = 0 // confirmed sessions, most recently used first
+	newList       ref = 1 // new sessions (Record.New), newest first
+	firstRef      ref = 2
+)
 
 // entry is one stored session, kept in its shard's entries array. It holds
 // no pointer (times are Unix nanoseconds, links are refs, the values live
@@ -18,7 +26,17 @@ type entry struct {
 	key keyBytes
 	// created, deadline and expires are Unix nanoseconds.
 	created, deadline, expires int64
-	prev, next                 ref // the shard's LRU list
+	prev, next                 ref    // the shard's list the entry is in (new or confirmed)
+	aud                        uint32 // Record.Audience, interned (audience.go); 0 is ""
+	new                        bool   // Record.New: in the new list, not the confirmed one
+}
+
+// list returns the sentinel of the list e belongs in.
+func (e *entry) list() ref {
+	if e.new {
+		return newList
+	}
+	return confirmedList
 }
 
 // live reports whether the session can be served at now (Unix ns); the
@@ -28,8 +46,10 @@ func (e *entry) live(now int64) bool {
 }
 
 // shard is one lock's worth of the store: maps for lookups, and the
-// entries with a doubly linked list through them in use order, for
-// eviction. All fields are guarded by mu.
+// entries with two doubly linked lists through them, for eviction: the new
+// sessions in creation order (evicted first, oldest first), and the
+// confirmed ones in use order (evicted least recently used first). All
+// fields are guarded by mu.
 //
 // The main map is keyed by the first 8 bytes of the key, not all 32: at a
 // million sessions that saves about 60 bytes a session of hash table. Two
@@ -43,11 +63,13 @@ type shard struct {
 	m        map[uint64]ref
 	overflow map[keyBytes]ref // keys whose prefix m already holds; usually nil
 
-	// entries[0] is the LRU sentinel: entries[0].next is the most
-	// recently used entry, entries[0].prev the least. data[r] is entry
-	// r's encoded values (values.go), replaced, never written to. Slots
-	// of removed entries are reused (free) and compacted away by the
-	// sweeper after a peak (sweep.go).
+	// entries[confirmedList] is the sentinel of the confirmed sessions:
+	// its next is the most recently used, its prev the least.
+	// entries[newList] is the sentinel of the new ones: its next is the
+	// newest, its prev the oldest. data[r] is entry r's encoded values
+	// (values.go), replaced, never written to. Slots of removed entries
+	// are reused (free) and compacted away by the sweeper after a peak
+	// (sweep.go).
 	entries []entry
 	data    [][]byte
 	free    []ref
@@ -59,9 +81,29 @@ func (sh *shard) init(index int) {
 	sh.index = index
 	sh.m = make(map[uint64]ref)
 	sh.overflow = nil
-	sh.entries = make([]entry, 1) // the sentinel, linked to itself (refs 0)
-	sh.data = make([][]byte, 1)
+	sh.initArrays(0)
+}
+
+// initArrays makes empty entry and data arrays with room for n entries:
+// just the two sentinels, each linked to itself.
+func (sh *shard) initArrays(n int) {
+	sh.entries = make([]entry, firstRef, int(firstRef)+n)
+	sh.entries[newList].prev, sh.entries[newList].next = newList, newList
+	sh.data = make([][]byte, firstRef, int(firstRef)+n)
 	sh.free = nil
+}
+
+// oldest returns the last entry of list (the least recently used
+// confirmed session, or the oldest new one) other than skip, or 0.
+func (sh *shard) oldest(list, skip ref) ref {
+	r := sh.entries[list].prev
+	if r == skip {
+		r = sh.entries[r].prev
+	}
+	if r == list {
+		return 0
+	}
+	return r
 }
 
 // prefix is the main map's key for k.
@@ -85,21 +127,32 @@ func (sh *shard) len() int {
 	return len(sh.m) + len(sh.overflow)
 }
 
-// touch marks r as the most recently used.
+// touch marks a confirmed entry as the most recently used. A new one
+// keeps its place: new sessions go in creation order.
 func (sh *shard) touch(r ref) {
-	if sh.entries[0].next == r {
+	e := &sh.entries[r]
+	if e.new || sh.entries[confirmedList].next == r {
 		return
 	}
 	sh.unlink(r)
 	sh.pushFront(r)
 }
 
+// pushFront puts r first in the list its new flag says.
 func (sh *shard) pushFront(r ref) {
-	head := sh.entries[0].next
 	e := &sh.entries[r]
-	e.prev, e.next = 0, head
+	list := e.list()
+	head := sh.entries[list].next
+	e.prev, e.next = list, head
 	sh.entries[head].prev = r
-	sh.entries[0].next = r
+	sh.entries[list].next = r
+}
+
+// confirm moves a new entry to the front of the confirmed list.
+func (sh *shard) confirm(r ref) {
+	sh.unlink(r)
+	sh.entries[r].new = false
+	sh.pushFront(r)
 }
 
 func (sh *shard) unlink(r ref) {
@@ -110,8 +163,8 @@ func (sh *shard) unlink(r ref) {
 	e.prev, e.next = 0, 0
 }
 
-// add stores e (whose key is not in the shard) with its values as the
-// most recently used entry and returns its ref. The store bounds the total
+// add stores e (whose key is not in the shard) with its values first in
+// its list (the most recently used, or the newest) and returns its ref. The store bounds the total
 // (Store.insert).
 func (sh *shard) add(e entry, data []byte) ref {
 	var r ref

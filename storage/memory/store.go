@@ -1,20 +1,27 @@
 // Package memory is a session store in the process's memory: fast, bounded,
 // and lost on restart. It serves one host only (each Caddy instance has its
-// own sessions).
+// own sessions). It implements storage.Store and the optional
+// storage.Confirmer, storage.Counter and storage.Indexer.
 //
-// The store is sharded by key so that requests for different sessions rarely
-// wait on one another, bounded by Options.MaxSessions with least recently
-// used eviction, and swept of expired sessions by a background goroutine
-// that Close stops.
+// The store is sharded by key so that requests for different sessions
+// rarely wait on one another, and bounded twice: by Options.MaxSessions
+// sessions and by Options.MaxBytes bytes (each session's encoded values
+// plus SessionOverhead of bookkeeping). Past either bound it evicts new
+// sessions first (Record.New: never presented back by their browser),
+// oldest first, and only when none is left the least recently used
+// confirmed session: a flood of single-use sessions churns through itself
+// and cannot push real visitors out (S42). A background goroutine that
+// Close stops sweeps expired sessions away.
 //
 // To hold a million sessions in a few hundred megabytes, a session is kept
-// as one compact byte string (see values.go) plus a small fixed header,
-// not as a Go map.
+// as one compact byte string (see values.go) plus a small fixed header free
+// of pointers (see shard.go), not as a Go map.
 package memory
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,8 +32,18 @@ import (
 // Defaults for Options.
 const (
 	DefaultMaxSessions   = 100000
+	DefaultMaxBytes      = 256 << 20
 	DefaultSweepInterval = time.Minute
 )
+
+// SessionOverhead is what the store counts for each session on top of its
+// encoded values towards MaxBytes: its entry (72 bytes), the slice header
+// of its values (24), its slot in the shard's hash map (16 to 40 bytes, by
+// how full the map is), and the slack of growing arrays and of rounding
+// allocations up. Measured at about 150 bytes a session for a million
+// small ones (BenchmarkMemoryHeap); the index (storage.Indexer) is not
+// counted.
+const SessionOverhead = 160
 
 // maxShards is how many shards a store has at most. Keys are hex SHA-256,
 // so their first byte spreads them evenly; 64 locks keep two requests for
@@ -41,10 +58,19 @@ const minPerShard = 64
 // Options configure a Store. The zero value is usable.
 type Options struct {
 	// MaxSessions bounds how many sessions the store holds (default
-	// 100000). A new session past it evicts the least recently used
-	// session of its shard: with sessions spread evenly over up to 64
-	// shards, nearly the least recently used of all.
+	// 100000). A new session past it evicts a new session (Record.New),
+	// the oldest of its shard, or when the store holds none (but the one
+	// being written), the least recently used session of its shard: with
+	// sessions spread evenly over up to 64 shards, nearly the oldest or
+	// least recently used of all.
 	MaxSessions int
+
+	// MaxBytes bounds the memory the sessions take (default 256 MiB),
+	// counted as each session's encoded values plus SessionOverhead. A
+	// write past it evicts as MaxSessions does until the store is under
+	// it again. A single session larger than MaxBytes is refused (Merge
+	// returns a *TooLargeError) and the store is left unchanged.
+	MaxBytes int64
 
 	// SweepInterval is how often expired sessions are removed (default one
 	// minute; negative turns the sweeper off). Expired sessions are never
@@ -60,13 +86,18 @@ type Options struct {
 // Store is an in-memory storage.Store. Create it with New; it is safe for
 // concurrent use.
 type Store struct {
-	shards []shard
-	names  names
-	max    int64
-	now    func() time.Time
+	shards   []shard
+	names    names
+	auds     audiences
+	max      int64
+	maxBytes int64
+	now      func() time.Time
 
-	count     atomic.Int64
+	count     atomic.Int64 // sessions held
+	newCount  atomic.Int64 // of which new (Record.New)
+	bytes     atomic.Int64 // their size (see size)
 	evictions atomic.Uint64
+	evictedOK atomic.Uint64 // of which confirmed sessions
 
 	idx index // sessions by the value of an indexed name (index.go)
 
@@ -80,6 +111,9 @@ func New(opts Options) *Store {
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = DefaultMaxSessions
 	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = DefaultSweepInterval
 	}
@@ -88,11 +122,12 @@ func New(opts Options) *Store {
 	}
 	n := min(maxShards, max(1, opts.MaxSessions/minPerShard))
 	s := &Store{
-		shards: make([]shard, n),
-		max:    int64(opts.MaxSessions),
-		now:    opts.Now,
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		shards:   make([]shard, n),
+		max:      int64(opts.MaxSessions),
+		maxBytes: opts.MaxBytes,
+		now:      opts.Now,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	for i := range s.shards {
 		s.shards[i].init(i)
@@ -121,11 +156,55 @@ func (s *Store) Len() int {
 	return int(s.count.Load())
 }
 
+// NewLen returns how many of the sessions Len counts are new (Record.New):
+// created and not yet presented back by their browser.
+func (s *Store) NewLen() int {
+	return int(s.newCount.Load())
+}
+
+// Bytes returns the memory the store counts towards MaxBytes: the encoded
+// values of every session it holds plus SessionOverhead each.
+func (s *Store) Bytes() int64 {
+	return s.bytes.Load()
+}
+
 // Evictions returns how many sessions have been evicted to keep the store
-// within MaxSessions since it was created. A rising count means MaxSessions
-// is too low for the traffic: users are being logged out early.
+// within MaxSessions and MaxBytes since it was created, new and confirmed.
+// New sessions evicted are mostly single-use ones (a flood, or visitors
+// without cookies); see ConfirmedEvictions for the ones that matter.
 func (s *Store) Evictions() uint64 {
 	return s.evictions.Load()
+}
+
+// ConfirmedEvictions returns how many of Evictions were confirmed
+// sessions. A rising count means a bound (MaxSessions or MaxBytes) is too
+// low for the traffic: real visitors are being logged out early.
+func (s *Store) ConfirmedEvictions() uint64 {
+	return s.evictedOK.Load()
+}
+
+// TooLargeError is what Merge returns for a session that alone would take
+// more than the store's MaxBytes. It unwraps to a *storage.LimitError
+// (What "size"), so the handler answers it as any session over its limits.
+type TooLargeError struct {
+	Size     int64 // what the session would count towards MaxBytes
+	MaxBytes int64 // the store's bound
+}
+
+// Error says what was refused and what to do.
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("memory store: the session would take %d bytes with its bookkeeping, more than the whole store may hold (max_bytes %d); raise max_bytes or store less", e.Size, e.MaxBytes)
+}
+
+// Unwrap returns the storage.LimitError the handler tests for.
+func (e *TooLargeError) Unwrap() error {
+	return &storage.LimitError{What: "size", Limit: int(e.MaxBytes - SessionOverhead), Got: int(e.Size - SessionOverhead)}
+}
+
+// size is what a session whose encoded values are data counts towards
+// MaxBytes.
+func size(data []byte) int64 {
+	return int64(len(data)) + SessionOverhead
 }
 
 func (s *Store) shard(k *keyBytes) *shard {
@@ -156,19 +235,30 @@ func (s *Store) Load(_ context.Context, key string) (*storage.Record, error) {
 	sh.touch(r)
 	// A stored data slice is never written to again (a Merge replaces it
 	// with a new one), so it can be decoded after the lock is released.
-	data, created, deadline, expires := sh.data[r], e.created, e.deadline, e.expires
+	// The audience's name is read under the lock, while the entry holds
+	// its id (audiences).
+	data, created, deadline, expires, isNew := sh.data[r], e.created, e.deadline, e.expires, e.new
+	aud := s.auds.name(e.aud)
 	sh.mu.Unlock()
 	return &storage.Record{
 		Values:   s.names.decode(data),
 		Created:  time.Unix(0, created),
 		Deadline: time.Unix(0, deadline),
 		Expires:  time.Unix(0, expires),
+		Audience: aud,
+		New:      isNew,
 	}, nil
 }
 
 // Merge applies patch to the session under key; see storage.Store. The
 // store keeps its own copy of the result, so the caller may reuse the
 // patch's map and byte slices afterwards (the returned record shares them).
+//
+// A session it creates is new (Record.New) when opts.NewTTL is positive,
+// whatever opts.Confirm says: no request has presented its cookie yet. A
+// merge into a new session with opts.Confirm confirms it; one without
+// keeps it new, its expiry capped at Created + opts.NewTTL. A session that
+// alone would take more than MaxBytes is refused with a *TooLargeError.
 func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
 	k := parseKey(key)
 	sh := s.shard(&k)
@@ -193,21 +283,35 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 		return nil, err
 	}
 	data := s.names.encode(values)
+	if n := size(data); n > s.maxBytes {
+		return nil, &TooLargeError{Size: n, MaxBytes: s.maxBytes}
+	}
 
 	fresh := r == 0
 	var e entry
 	if fresh {
-		e = entry{key: k, created: opts.Now.UnixNano(), deadline: opts.Deadline.UnixNano()}
-		e.expires = opts.Expires(opts.Deadline).UnixNano()
+		e = entry{key: k, created: opts.Now.UnixNano(), deadline: opts.Deadline.UnixNano(), new: opts.NewTTL > 0}
+		e.expires = opts.ExpiresOf(opts.Now, opts.Deadline, e.new).UnixNano()
 		if e.live(now) { // a session born dead would only evict a live one
+			e.aud = s.auds.acquire(opts.Audience)
 			r = s.insert(sh, e, data)
 		}
 	} else {
 		p := &sh.entries[r]
-		p.expires = opts.Expires(time.Unix(0, p.deadline)).UnixNano()
+		confirm := p.new && opts.Confirm
+		p.expires = opts.ExpiresOf(time.Unix(0, p.created), time.Unix(0, p.deadline), p.new && !confirm).UnixNano()
+		grown := size(data) - size(sh.data[r])
 		sh.data[r] = data
-		sh.touch(r)
-		e = *p
+		if confirm {
+			sh.confirm(r)
+			s.newCount.Add(-1)
+		} else {
+			sh.touch(r)
+		}
+		if s.bytes.Add(grown) > s.maxBytes && grown > 0 {
+			s.shed(sh, r)
+		}
+		e = sh.entries[r]
 	}
 	s.indexWrite(sh, &k, r, fresh, values, patch)
 	// values is a fresh map from Apply; its byte slices are the caller's
@@ -217,11 +321,16 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 		Created:  time.Unix(0, e.created),
 		Deadline: time.Unix(0, e.deadline),
 		Expires:  time.Unix(0, e.expires),
+		Audience: s.auds.name(e.aud),
+		New:      e.new,
 	}, nil
 }
 
 // Touch moves the expiry of a live session to expires, never past its
 // deadline. It changes no value, so it cannot undo a concurrent Merge.
+//
+// A new session's expiry only ever moves earlier: it was capped at its
+// Created + NewTTL, which Touch does not know. Confirm moves it later.
 func (s *Store) Touch(_ context.Context, key string, expires time.Time) error {
 	k := parseKey(key)
 	sh := s.shard(&k)
@@ -233,12 +342,49 @@ func (s *Store) Touch(_ context.Context, key string, expires time.Time) error {
 		return nil
 	}
 	e := &sh.entries[r]
-	e.expires = min(expires.UnixNano(), e.deadline)
+	if e.new {
+		e.expires = min(expires.UnixNano(), e.expires)
+	} else {
+		e.expires = min(expires.UnixNano(), e.deadline)
+	}
 	if !e.live(now) {
 		s.remove(sh, r)
 		return nil
 	}
 	sh.touch(r)
+	return nil
+}
+
+// Confirm confirms a new session (storage.Confirmer): it is no longer
+// evicted before confirmed ones, and its expiry moves to expires, never
+// past its deadline. It rewrites no value; it creates nothing when key
+// holds no live session. On a confirmed session it acts as Touch.
+func (s *Store) Confirm(_ context.Context, key string, expires time.Time) error {
+	k := parseKey(key)
+	sh := s.shard(&k)
+	now := s.now().UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.get(&k)
+	if r == 0 {
+		return nil
+	}
+	e := &sh.entries[r]
+	if !e.live(now) {
+		s.remove(sh, r)
+		return nil
+	}
+	e.expires = min(expires.UnixNano(), e.deadline)
+	if !e.live(now) {
+		s.remove(sh, r)
+		return nil
+	}
+	if e.new {
+		sh.confirm(r)
+		s.newCount.Add(-1)
+	} else {
+		sh.touch(r)
+	}
 	return nil
 }
 
@@ -256,7 +402,9 @@ func (s *Store) Delete(_ context.Context, key string) error {
 
 // Rotate moves the session under oldKey to newKey, replacing whatever
 // newKey held. Both shards are locked for the move, so no call sees the
-// session under both keys or under neither.
+// session under both keys or under neither. The session keeps its
+// audience and its New state; a new one counts as the newest of its new
+// shard.
 func (s *Store) Rotate(_ context.Context, oldKey, newKey string) error {
 	ko, kn := parseKey(oldKey), parseKey(newKey)
 	if ko == kn {
@@ -279,11 +427,13 @@ func (s *Store) Rotate(_ context.Context, oldKey, newKey string) error {
 	}
 	moved := s.idx.detach(ko)
 	e, data := from.entries[r], from.data[r]
+	s.auds.retain(e.aud) // the moved entry's reference; remove drops the old one's
 	s.remove(from, r)
 	if old := to.get(&kn); old != 0 {
 		s.remove(to, old)
 	}
 	e.key = kn
+	e.prev, e.next = 0, 0
 	s.insert(to, e, data)
 	s.idx.attach(kn, moved)
 	return nil
@@ -307,53 +457,114 @@ func lockPair(a, b *shard) func() {
 	}
 }
 
-// insert adds e with its values to sh (locked) and, when that takes the
-// store past MaxSessions, evicts the least recently used session of sh.
-// Counting first and evicting after keeps the bound under concurrent
-// inserts into different shards: each one that goes over takes one out.
-// It returns e's ref.
+// insert adds e with its values to sh (locked), taking over the caller's
+// reference to e's audience, and evicts (evictOne) while that takes the
+// store past MaxSessions or MaxBytes. It returns e's ref.
+//
+// Counting first and evicting after keeps the bounds under concurrent
+// inserts into different shards: each insert that takes the count over
+// takes one session out, and each that takes the bytes over takes
+// sessions out until they are under. The one exception: when every other
+// shard that could give a victim is locked by another call, the store
+// stays over until the next write (waiting for those locks could
+// deadlock, see evictOne).
 func (s *Store) insert(sh *shard, e entry, data []byte) ref {
 	r := sh.add(e, data)
-	if s.count.Add(1) <= s.max {
-		return r
+	if e.new {
+		s.newCount.Add(1)
 	}
-	if victim := sh.entries[0].prev; victim != r {
-		s.evict(sh, victim)
-		return r
+	s.bytes.Add(size(data))
+	if s.count.Add(1) > s.max {
+		s.evictOne(sh, r)
 	}
-	// sh holds only e. Take the victim from another shard, without waiting
-	// for its lock (that could deadlock with a Rotate holding it and
-	// waiting for ours); if every one is busy, the store stays one over
-	// until the next insert.
+	s.shed(sh, r)
+	return r
+}
+
+// shed evicts sessions other than keep (in sh, locked) until the store is
+// within MaxBytes.
+func (s *Store) shed(sh *shard, keep ref) {
+	for s.bytes.Load() > s.maxBytes {
+		if !s.evictOne(sh, keep) {
+			return
+		}
+	}
+}
+
+// evictOne evicts one session other than keep (in sh, locked), in the
+// order of the contract: a new session of sh (its oldest), else one of
+// another shard, else the least recently used confirmed session of sh,
+// else one of another shard. It reports whether it found one.
+//
+// Other shards are locked with TryLock, never waited for: the caller
+// holds sh (a Rotate holds two shards), and another insert waiting for
+// sh while holding the one we want would deadlock. A shard that is busy
+// is passed over; so the order holds exactly within a shard and nearly
+// across shards (sessions spread evenly over them).
+func (s *Store) evictOne(sh *shard, keep ref) bool {
+	if v := sh.oldest(newList, keep); v != 0 {
+		s.evict(sh, v)
+		return true
+	}
+	ownNew := int64(0)
+	if keep != 0 && sh.entries[keep].new {
+		ownNew = 1
+	}
+	if s.newCount.Load() > ownNew && s.evictOther(sh, newList) {
+		return true
+	}
+	if v := sh.oldest(confirmedList, keep); v != 0 {
+		s.evict(sh, v)
+		return true
+	}
+	return s.evictOther(sh, confirmedList) || s.evictOther(sh, newList)
+}
+
+// evictOther evicts the last session of list in a shard other than sh,
+// the first it can lock without waiting, starting from sh's neighbour.
+func (s *Store) evictOther(sh *shard, list ref) bool {
 	for i := 1; i < len(s.shards); i++ {
 		other := &s.shards[(sh.index+i)%len(s.shards)]
 		if !other.mu.TryLock() {
 			continue
 		}
-		if victim := other.entries[0].prev; victim != 0 {
-			s.evict(other, victim)
+		if v := other.oldest(list, 0); v != 0 {
+			s.evict(other, v)
 			other.mu.Unlock()
-			return r
+			return true
 		}
 		other.mu.Unlock()
 	}
-	return r
+	return false
 }
 
 // evict removes victim from sh (locked) to make room.
 func (s *Store) evict(sh *shard, victim ref) {
+	if !sh.entries[victim].new {
+		s.evictedOK.Add(1)
+	}
 	s.remove(sh, victim)
 	s.evictions.Add(1)
 }
 
-// remove takes r out of sh (locked).
+// remove takes r out of sh (locked), and out of the counts, the audience
+// table and the index.
 func (s *Store) remove(sh *shard, r ref) {
-	key := sh.entries[r].key
+	e := &sh.entries[r]
+	key, aud := e.key, e.aud
+	if e.new {
+		s.newCount.Add(-1)
+	}
+	s.bytes.Add(-size(sh.data[r]))
 	sh.remove(r)
 	s.count.Add(-1)
+	s.auds.release(aud)
 	if s.idx.indexed() != nil {
 		s.idx.drop(key)
 	}
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store     = (*Store)(nil)
+	_ storage.Confirmer = (*Store)(nil)
+)

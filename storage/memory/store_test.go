@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/caddy-session/caddy-session/storage"
 	"github.com/caddy-session/caddy-session/storage/storetest"
@@ -423,11 +425,15 @@ func TestPrefixCollision(t *testing.T) {
 	check("third expired", 10, 1, -1)
 }
 
-// lruKeys returns a shard's keys from the most recently used to the least.
+// lruKeys returns a shard's confirmed keys from the most recently used to
+// the least, then its new keys from the newest to the oldest.
 func lruKeys(sh *shard) []keyBytes {
 	var keys []keyBytes
-	for r := sh.entries[0].next; r != 0; r = sh.entries[r].next {
-		keys = append(keys, sh.entries[r].key)
+	for _, list := range []ref{confirmedList, newList} {
+		for r := sh.entries[list].next; r != list; r = sh.entries[r].next {
+			keys = append(keys, sh.entries[r].key)
+		}
+		keys = append(keys, keyBytes{}) // between the lists
 	}
 	return keys
 }
@@ -445,8 +451,12 @@ func TestSweepCompacts(t *testing.T) {
 		if i%10 == 0 {
 			idle = time.Hour
 		}
+		var newTTL time.Duration
+		if i%20 == 0 { // half the survivors are new sessions
+			newTTL = 2 * time.Hour
+		}
 		if _, err := s.Merge(ctx, storage.Key(fmt.Sprint("s", i)), map[string]json.RawMessage{"n": json.RawMessage(fmt.Sprint(i))},
-			storage.MergeOptions{Create: true, Now: start, Deadline: start.Add(24 * time.Hour), IdleTimeout: idle}); err != nil {
+			storage.MergeOptions{Create: true, Now: start, Deadline: start.Add(24 * time.Hour), IdleTimeout: idle, NewTTL: newTTL}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -462,7 +472,7 @@ func TestSweepCompacts(t *testing.T) {
 		var live []keyBytes
 		for _, k := range lruKeys(&s.shards[i]) {
 			sh := &s.shards[i]
-			if sh.entries[sh.get(&k)].live(now.Load()) {
+			if k == (keyBytes{}) || sh.entries[sh.get(&k)].live(now.Load()) {
 				live = append(live, k)
 			}
 		}
@@ -474,7 +484,7 @@ func TestSweepCompacts(t *testing.T) {
 	}
 	for i := range s.shards {
 		sh := &s.shards[i]
-		if got := len(sh.entries) - 1; got != sh.len() || cap(sh.entries) > sh.len()+1 || len(sh.free) != 0 {
+		if got := len(sh.entries) - int(firstRef); got != sh.len() || cap(sh.entries) > sh.len()+int(firstRef) || len(sh.free) != 0 {
 			t.Fatalf("shard %d: %d slots (cap %d, %d free) for %d sessions: not compacted", i, got, cap(sh.entries), len(sh.free), sh.len())
 		}
 		if !slices.Equal(lruKeys(sh), before[i]) {
@@ -496,5 +506,34 @@ func TestSweepCompacts(t *testing.T) {
 	}
 	if s.Len() != n/10+1000 {
 		t.Fatalf("store holds %d, want %d", s.Len(), n/10+1000)
+	}
+}
+
+// TestEntryPointerFree guards the entry's layout: no pointer for the
+// garbage collector to scan (see entry), and 72 bytes.
+func TestEntryPointerFree(t *testing.T) {
+	var walk func(reflect.Type) bool
+	walk = func(typ reflect.Type) bool {
+		switch typ.Kind() {
+		case reflect.Struct:
+			for i := range typ.NumField() {
+				if !walk(typ.Field(i).Type) {
+					return false
+				}
+			}
+			return true
+		case reflect.Array:
+			return walk(typ.Elem())
+		case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			return true
+		}
+		return false
+	}
+	if !walk(reflect.TypeFor[entry]()) {
+		t.Fatal("entry holds a pointer (string, slice, map, ...): the collector would scan every session")
+	}
+	if size := unsafe.Sizeof(entry{}); size > 72 {
+		t.Fatalf("entry is %d bytes, was 72: a million sessions take %d MB more", size, (size-72)*1000000/1e6)
 	}
 }

@@ -42,11 +42,11 @@ func (s *Store) sweep() {
 // shrink rebuilds the shard (locked) once it holds a quarter of what it
 // once did: Go maps never give back the memory of deleted entries, nor
 // arrays their capacity, so after a traffic peak the shard would otherwise
-// stay at its peak size. The entries move to new slots, in the same use
-// order; refs are the shard's own business, so nothing else changes.
+// stay at its peak size. The entries move to new slots, in the same order
+// in each list; refs are the shard's own business, so nothing else changes.
 func (sh *shard) shrink() {
 	const minPeak = 1024 // not worth it for small shards
-	slots := len(sh.entries) - 1
+	slots := len(sh.entries) - int(firstRef)
 	if max(sh.peak, slots) < minPeak || sh.len() > max(sh.peak, slots)/4 {
 		return
 	}
@@ -54,14 +54,14 @@ func (sh *shard) shrink() {
 	entries, data := sh.entries, sh.data
 	sh.m = make(map[uint64]ref, n)
 	sh.overflow = nil
-	sh.entries = make([]entry, 1, n+1)
-	sh.data = make([][]byte, 1, n+1)
-	sh.free = nil
+	sh.initArrays(n)
 	sh.peak = 0
-	// From the least recently used to the most: each goes to the front.
-	for r := entries[0].prev; r != 0; r = entries[r].prev {
-		e := entries[r]
-		e.prev, e.next = 0, 0
-		sh.add(e, data[r])
+	// Each list from its last entry to its first: each goes to the front.
+	for _, list := range []ref{confirmedList, newList} {
+		for r := entries[list].prev; r != list; r = entries[r].prev {
+			e := entries[r]
+			e.prev, e.next = 0, 0
+			sh.add(e, data[r])
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +25,11 @@ import (
 // Every subtest indexes a name of its own, then writes; the kit does not
 // require that sessions written before Index are found (a store may or may
 // not index them). The subtests, by name: Finds, ValueChanged, KeyDeleted,
-// SessionDeleted, Rotated, JSONText, NotIndexed, Release, Many.
+// SessionDeleted, Rotated, JSONValue (values are compared as JSON values,
+// not as text: see storage.IndexValue), Audience (DeleteByValue's audience
+// filter and its per-audience counts), NotIndexed, Release, Many. The
+// kit's own tests run each of JSONValue and Audience against a store with
+// a bug planted for it.
 func RunIndexer(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	t.Helper()
 	for _, c := range indexCases {
@@ -53,7 +58,8 @@ var indexCases = []struct {
 	{"KeyDeleted", testIndexKeyDeleted},
 	{"SessionDeleted", testIndexSessionDeleted},
 	{"Rotated", testIndexRotated},
-	{"JSONText", testIndexJSONText},
+	{"JSONValue", testIndexJSONValue},
+	{"Audience", testIndexAudience},
 	{"NotIndexed", testIndexNotIndexed},
 	{"Release", testIndexRelease},
 	{"Many", testIndexMany},
@@ -96,15 +102,34 @@ func (k *indexKit) merge(key string, patch map[string]json.RawMessage) {
 	}
 }
 
-// deleteBy runs DeleteByValue and checks how many it reports.
+// deleteBy runs DeleteByValue for every audience and checks how many it
+// reports.
 func (k *indexKit) deleteBy(step, name string, value json.RawMessage, want int) {
 	k.Helper()
-	n, err := k.ix.DeleteByValue(k.ctx, name, value)
-	if err != nil {
-		k.Fatalf("%s: DeleteByValue: %v", step, err)
+	var w map[string]int
+	if want > 0 {
+		w = map[string]int{"": want}
 	}
-	if n != want {
-		k.Fatalf("%s: DeleteByValue deleted %d sessions, want %d", step, n, want)
+	k.deleteByAudience(step, name, value, "", w)
+}
+
+// deleteByAudience runs DeleteByValue with an audience filter and checks
+// the counts it reports per audience (want nil or empty: none deleted).
+func (k *indexKit) deleteByAudience(step, name string, value json.RawMessage, audience string, want map[string]int) {
+	k.Helper()
+	got, err := k.ix.DeleteByValue(k.ctx, name, value, audience)
+	if err != nil {
+		k.Fatalf("%s: DeleteByValue(%s, audience %q): %v", step, value, audience, err)
+	}
+	if got == nil {
+		k.Fatalf("%s: DeleteByValue(%s, audience %q) returned a nil map, want an empty one when it deleted nothing", step, value, audience)
+	}
+	if len(want) == 0 {
+		want = map[string]int{}
+	}
+	if !maps.Equal(got, want) {
+		k.Fatalf("%s: DeleteByValue(%s, audience %q) deleted %v sessions by audience, want %v (audiences with no deletion are left out)",
+			step, value, audience, got, want)
 	}
 }
 
@@ -184,19 +209,76 @@ func testIndexRotated(k *indexKit) {
 	k.missing("the old key", old)
 }
 
-// Values are compared as JSON text: 42 and "42" differ.
-func testIndexJSONText(k *indexKit) {
+// Values are compared as JSON values, not as the text a client sent: a
+// PHP json_encode escapes "/" as "\/" and non-ASCII as "\u00fc", another
+// encoder writes 1e2 for 100. All are found by any spelling of their
+// value. The string "42" and the number 42 are different values.
+func testIndexJSONValue(k *indexKit) {
 	name := k.index()
+	found := []struct{ stored, asked string }{
+		{`"gid:\/\/shopify\/Customer\/7001"`, `"gid://shopify/Customer/7001"`},
+		{`"gid://shopify/Customer/7002"`, `"gid:\/\/shopify\/Customer\/7002"`},
+		{`"M\u00fcller"`, `"Müller"`},
+		{`"Schr\u00f6der"`, `"Schr\u00F6der"`},
+		{`1e2`, `100`},
+		{`250`, `2.5E+2`},
+		{`{"id":7,"shop":"a"}`, `{ "shop" : "a", "id" : 7.0 }`},
+	}
+	for _, c := range found {
+		key := k.write(name, json.RawMessage(c.stored))
+		k.deleteBy(fmt.Sprintf("%s stored, %s asked", c.stored, c.asked), name, json.RawMessage(c.asked), 1)
+		k.missing(fmt.Sprintf("the session holding %s after a delete by %s", c.stored, c.asked), key)
+	}
+
 	num := k.write(name, json.RawMessage(`42`))
 	str := k.write(name, json.RawMessage(`"42"`))
-	k.deleteBy("the number", name, json.RawMessage(`42`), 1)
+	k.deleteBy("the number 42", name, json.RawMessage(`42`), 1)
 	k.missing("the number's session", num)
-	k.load("the string's session", str)
-	k.deleteBy("the string", name, json.RawMessage(`"42"`), 1)
+	k.load("the string's session after a delete by the number", str)
+	k.deleteBy("the string \"42\"", name, json.RawMessage(`"42"`), 1)
+	k.missing("the string's session", str)
+}
+
+// DeleteByValue with an audience deletes only that audience's sessions;
+// without one, every audience's, counted per audience.
+func testIndexAudience(k *indexKit) {
+	name := k.index()
+	a := indexValue()
+	writeFor := func(audience string) string {
+		k.Helper()
+		key := newKey()
+		now := time.Now()
+		rec, err := k.s.Merge(k.ctx, key, map[string]json.RawMessage{name: a}, storage.MergeOptions{
+			Create: true, Now: now, Deadline: now.Add(time.Hour), Audience: audience,
+		})
+		if err != nil {
+			k.Fatalf("Merge(Create=true, Audience %q): %v", audience, err)
+		}
+		if rec.Audience != audience {
+			k.Fatalf("Merge(Create=true, Audience %q) returned a record of audience %q", audience, rec.Audience)
+		}
+		return key
+	}
+	shopA := writeFor("a.example")
+	shopB := writeFor("b.example")
+	shopB2 := writeFor("b.example")
+	none := writeFor("")
+
+	k.deleteByAudience("audience a.example", name, a, "a.example", map[string]int{"a.example": 1})
+	k.missing("a.example's session", shopA)
+	k.load("b.example's session after a delete for a.example", shopB)
+	k.load("the session without an audience after a delete for a.example", none)
+	k.deleteByAudience("audience a.example again", name, a, "a.example", nil)
+	k.deleteByAudience("an audience no session has", name, a, "c.example", nil)
+
+	k.deleteByAudience("every audience", name, a, "", map[string]int{"b.example": 2, "": 1})
+	for _, key := range []string{shopB, shopB2, none} {
+		k.missing("after a delete for every audience", key)
+	}
 }
 
 func testIndexNotIndexed(k *indexKit) {
-	_, err := k.ix.DeleteByValue(k.ctx, indexName(), indexValue())
+	_, err := k.ix.DeleteByValue(k.ctx, indexName(), indexValue(), "")
 	if !errors.Is(err, storage.ErrNotIndexed) {
 		k.Fatalf("DeleteByValue of a name never indexed: %v, want an error wrapping storage.ErrNotIndexed", err)
 	}
@@ -213,7 +295,7 @@ func testIndexRelease(k *indexKit) {
 	r1() // twice: no effect
 	k.deleteBy("after one of two releases", name, a, 1)
 	r2()
-	if _, err := k.ix.DeleteByValue(k.ctx, name, a); !errors.Is(err, storage.ErrNotIndexed) {
+	if _, err := k.ix.DeleteByValue(k.ctx, name, a, ""); !errors.Is(err, storage.ErrNotIndexed) {
 		k.Fatalf("DeleteByValue after the last release: %v, want an error wrapping storage.ErrNotIndexed", err)
 	}
 }

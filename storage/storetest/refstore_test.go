@@ -17,13 +17,14 @@ import (
 // bug set it breaks one rule on purpose, so the kit's own tests can show
 // that each subtest catches the bug it is there for.
 type refStore struct {
-	mu  sync.Mutex
-	m   map[string]*storage.Record
-	bug string
+	mu      sync.Mutex
+	m       map[string]*storage.Record
+	indexed map[string]int // name → Index calls not released
+	bug     string
 }
 
 func newRefStore(bug string) *refStore {
-	return &refStore{m: make(map[string]*storage.Record), bug: bug}
+	return &refStore{m: make(map[string]*storage.Record), indexed: make(map[string]int), bug: bug}
 }
 
 func clone(r *storage.Record) *storage.Record {
@@ -105,11 +106,28 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 		values = maps.Clone(patch)
 		maps.DeleteFunc(values, func(_ string, v json.RawMessage) bool { return storage.IsNull(v) })
 	}
-	r := &storage.Record{Values: values, Created: opts.Now, Deadline: opts.Deadline}
+	r := &storage.Record{Values: values, Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience, New: opts.NewTTL > 0}
 	if cur != nil && s.bug != "reset-deadline" {
 		r.Created, r.Deadline = cur.Created, cur.Deadline
 	}
-	r.Expires = opts.Expires(r.Deadline)
+	if cur != nil && s.bug != "audience-overwritten" {
+		r.Audience = cur.Audience
+	}
+	if cur != nil {
+		r.New = cur.New && (!opts.Confirm || s.bug == "confirm-ignored")
+	}
+	r.Expires = opts.ExpiresOf(r.Created, r.Deadline, r.New)
+	switch {
+	case s.bug == "stateless":
+		r.New = false
+		r.Expires = opts.Expires(r.Deadline)
+	case s.bug == "audience-dropped":
+		r.Audience = ""
+	case s.bug == "never-new":
+		r.New = false
+	case s.bug == "new-uncapped":
+		r.Expires = opts.Expires(r.Deadline)
+	}
 	switch {
 	case s.bug == "ignore-idle":
 		r.Expires = r.Deadline
@@ -154,11 +172,120 @@ func (s *refStore) Touch(_ context.Context, key string, expires time.Time) error
 		r = c
 		s.m[key] = r
 	}
+	if r.New && expires.After(r.Expires) && s.bug != "touch-extends-new" {
+		return nil // a new session's expiry only moves earlier
+	}
 	r.Expires = expires
 	if r.Expires.After(r.Deadline) && s.bug != "touch-unclamped" && s.bug != "expires-only" {
 		r.Expires = r.Deadline
 	}
 	return nil
+}
+
+func (s *refStore) Confirm(_ context.Context, key string, expires time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.live(key)
+	switch {
+	case r == nil && s.bug == "confirm-creates":
+		s.m[key] = &storage.Record{Values: map[string]json.RawMessage{}, Created: time.Now(), Deadline: expires, Expires: expires}
+		return nil
+	case r == nil:
+		return nil
+	case s.bug == "confirm-rewrites":
+		// Read, let the others run, write back what was read.
+		c := clone(r)
+		s.mu.Unlock()
+		runtime.Gosched()
+		time.Sleep(time.Microsecond)
+		s.mu.Lock()
+		r = c
+		s.m[key] = r
+	}
+	if s.bug != "confirm-ignored" {
+		r.New = false
+	}
+	r.Expires = expires
+	if r.Expires.After(r.Deadline) {
+		r.Expires = r.Deadline
+	}
+	return nil
+}
+
+func (s *refStore) Count(context.Context) (storage.Counts, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var c storage.Counts
+	for key := range s.m {
+		switch r := s.live(key); {
+		case r == nil:
+		case r.New && s.bug != "count-all-confirmed":
+			c.New++
+		default:
+			c.Confirmed++
+		}
+	}
+	return c, nil
+}
+
+func (s *refStore) Index(name string) func() {
+	s.mu.Lock()
+	s.indexed[name]++
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.indexed[name]--; s.indexed[name] == 0 {
+				delete(s.indexed, name)
+			}
+			s.mu.Unlock()
+		})
+	}
+}
+
+// DeleteByValue scans every session: the reference is simple, not fast.
+func (s *refStore) DeleteByValue(_ context.Context, name string, value json.RawMessage, audience string) (map[string]int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.indexed[name] == 0 {
+		return nil, fmt.Errorf("refstore: %w: %q", storage.ErrNotIndexed, name)
+	}
+	want, err := storage.IndexValue(value)
+	if err != nil {
+		return nil, err
+	}
+	deleted := map[string]int{}
+	for key := range s.m {
+		r := s.live(key)
+		if r == nil {
+			continue
+		}
+		v, ok := r.Values[name]
+		if !ok {
+			continue
+		}
+		if s.bug == "index-by-text" {
+			if string(v) != string(value) {
+				continue
+			}
+		} else if got, err := storage.IndexValue(v); err != nil || string(got) != string(want) {
+			continue
+		}
+		if audience != "" && r.Audience != audience && s.bug != "index-ignores-audience" {
+			continue
+		}
+		delete(s.m, key)
+		deleted[r.Audience]++
+	}
+	if s.bug == "index-total-only" && len(deleted) > 0 {
+		n := 0
+		for _, c := range deleted {
+			n += c
+		}
+		deleted = map[string]int{"": n}
+	}
+	return deleted, nil
 }
 
 func (s *refStore) Delete(_ context.Context, key string) error {
@@ -189,6 +316,9 @@ func (s *refStore) Rotate(_ context.Context, oldKey, newKey string) error {
 		time.Sleep(10 * time.Microsecond)
 		s.mu.Lock()
 	}
+	if s.bug == "rotate-confirms" {
+		r.New = false
+	}
 	s.m[newKey] = r
 	if s.bug != "rotate-copies" {
 		delete(s.m, oldKey)
@@ -196,4 +326,9 @@ func (s *refStore) Rotate(_ context.Context, oldKey, newKey string) error {
 	return nil
 }
 
-var _ storage.Store = (*refStore)(nil)
+var (
+	_ storage.Store     = (*refStore)(nil)
+	_ storage.Confirmer = (*refStore)(nil)
+	_ storage.Counter   = (*refStore)(nil)
+	_ storage.Indexer   = (*refStore)(nil)
+)

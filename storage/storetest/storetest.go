@@ -14,9 +14,18 @@
 // MergeMissingWithoutCreate, MergeCreate, MergeSemantics, MergeRejected,
 // Isolation, Touch, Delete, Rotate, LargeValue, ManySessions,
 // ConcurrentMerge, ConcurrentCreate, NoResurrectionAfterDelete,
-// NoResurrectionAfterRotate, ExpiryIdle, ExpiryDeadline, ExpiryExtended.
-// The kit's own tests run each against a store with a bug planted for it,
-// to show that it fails.
+// NoResurrectionAfterRotate, Audience, NewSession, Confirm, Counts,
+// ExpiryIdle, ExpiryDeadline, ExpiryExtended, NewSessionExpires. The kit's
+// own tests run each against a store with a bug planted for it, to show
+// that it fails.
+//
+// Optional interfaces: the New state (Record.New, MergeOptions.NewTTL and
+// Confirm) is required, with storage.Confirmer: NewSession, Confirm and
+// NewSessionExpires fail for a store that does not implement it, unless
+// Options.NoNewState says the store deliberately keeps none (then
+// NewSession checks that New stays false, and the other two skip). Counts
+// runs when the store implements storage.Counter and skips otherwise.
+// RunIndexer is the kit of storage.Indexer.
 //
 // Values are compared as JSON, by meaning: a store may re-encode them. The
 // kit changes the maps it gets back from a store, never the bytes of a
@@ -71,6 +80,14 @@ type Options struct {
 	// Rounds is how many times the NoResurrection subtests repeat their
 	// race (each round is short). Default 20.
 	Rounds int
+
+	// NoNewState declares a store that keeps no New state (Record.New
+	// always false, no storage.Confirmer): NewSession then checks that
+	// New stays false, Confirm and NewSessionExpires skip. Leave it unset
+	// for a store that is to hold sessions created by a handler with
+	// new_session_ttl (every built-in store): without the New state, a
+	// flood of single-use sessions cannot be told from real ones.
+	NoNewState bool
 }
 
 func (o Options) withDefaults() Options {
@@ -107,7 +124,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	Options{}.Run(t, newStore)
 }
 
-// Run runs every conformance subtest against stores made by newStore.
+// Run runs every conformance subtest against stores made by newStore (see
+// the package documentation for the list). A store must keep the New
+// state and implement storage.Confirmer unless o.NoNewState is set; the
+// Counts subtest runs only for a storage.Counter.
 func (o Options) Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	t.Helper()
 	o = o.withDefaults()
@@ -157,9 +177,14 @@ var cases = []struct {
 	{"ConcurrentCreate", false, testConcurrentCreate},
 	{"NoResurrectionAfterDelete", false, testNoResurrectionAfterDelete},
 	{"NoResurrectionAfterRotate", false, testNoResurrectionAfterRotate},
+	{"Audience", false, testAudience},
+	{"NewSession", false, testNewSession},
+	{"Confirm", false, testConfirm},
+	{"Counts", false, testCounts},
 	{"ExpiryIdle", true, testExpiryIdle},
 	{"ExpiryDeadline", true, testExpiryDeadline},
 	{"ExpiryExtended", true, testExpiryExtended},
+	{"NewSessionExpires", true, testNewSessionExpires},
 }
 
 // newKey returns a fresh store key, shaped as the handler makes them.

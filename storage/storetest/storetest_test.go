@@ -15,6 +15,33 @@ func TestReference(t *testing.T) {
 	storetest.Run(t, func(*testing.T) storage.Store { return newRefStore("") })
 }
 
+// TestReferenceIndexer: a correct store passes the Indexer kit.
+func TestReferenceIndexer(t *testing.T) {
+	storetest.RunIndexer(t, func(*testing.T) storage.Store { return newRefStore("") })
+}
+
+// storeOnly hides a store's optional interfaces.
+type storeOnly struct{ storage.Store }
+
+// TestReferenceNoNewState: a store that keeps no New state (no Confirmer,
+// New always false, no NewTTL cap) passes with Options.NoNewState.
+func TestReferenceNoNewState(t *testing.T) {
+	storetest.Options{NoNewState: true}.Run(t, func(*testing.T) storage.Store { return storeOnly{newRefStore("stateless")} })
+}
+
+// mutantStore returns the reference store with bug planted; the bug
+// "no-confirmer" is a correct store that does not implement
+// storage.Confirmer.
+func mutantStore(bug string) storage.Store {
+	switch bug {
+	case "none":
+		return newRefStore("")
+	case "no-confirmer":
+		return storeOnly{newRefStore("")}
+	}
+	return newRefStore(bug)
+}
+
 // mutantEnv names the bug a child process plants in its reference store.
 const mutantEnv = "STORETEST_MUTANT"
 
@@ -25,10 +52,16 @@ func TestMutantChild(t *testing.T) {
 	if bug == "" {
 		t.Skip("runs only as a child of TestKitCatchesBugs")
 	}
-	if bug == "none" {
-		bug = ""
+	storetest.Run(t, func(*testing.T) storage.Store { return mutantStore(bug) })
+}
+
+// TestMutantIndexerChild is TestMutantChild for RunIndexer.
+func TestMutantIndexerChild(t *testing.T) {
+	bug := os.Getenv(mutantEnv)
+	if bug == "" {
+		t.Skip("runs only as a child of TestKitCatchesBugs")
 	}
-	storetest.Run(t, func(*testing.T) storage.Store { return newRefStore(bug) })
+	storetest.RunIndexer(t, func(*testing.T) storage.Store { return mutantStore(bug) })
 }
 
 // TestKitCatchesBugs shows that every subtest of the kit can fail: for each
@@ -40,7 +73,8 @@ func TestKitCatchesBugs(t *testing.T) {
 		t.Skip("runs the kit in child processes")
 	}
 	mutants := []struct{ bug, subtest string }{
-		{"none", ""}, // control: the harness itself passes a good store
+		{"none", ""},         // control: the harness itself passes a good store
+		{"none", "Indexer/"}, // the same for RunIndexer
 		{"load-missing-nil", "LoadMissing"},
 		{"always-create", "MergeMissingWithoutCreate"},
 		{"ignore-idle", "MergeCreate"},
@@ -70,19 +104,41 @@ func TestKitCatchesBugs(t *testing.T) {
 		{"expires-only", "ExpiryDeadline"},
 		{"touch-ignored", "ExpiryExtended"},
 		{"merge-no-renew", "ExpiryExtended"},
+		{"audience-dropped", "Audience"},
+		{"audience-overwritten", "Audience"},
+		{"no-confirmer", "NewSession"},
+		{"never-new", "NewSession"},
+		{"new-uncapped", "NewSession"},
+		{"confirm-ignored", "NewSession"},
+		{"rotate-confirms", "NewSession"},
+		{"no-confirmer", "Confirm"},
+		{"confirm-ignored", "Confirm"},
+		{"confirm-creates", "Confirm"},
+		{"confirm-rewrites", "Confirm"},
+		{"count-all-confirmed", "Counts"},
+		{"new-uncapped", "NewSessionExpires"},
+		{"touch-extends-new", "NewSessionExpires"},
+		{"no-confirmer", "NewSessionExpires"},
+		{"index-by-text", "Indexer/JSONValue"},
+		{"index-ignores-audience", "Indexer/Audience"},
+		{"index-total-only", "Indexer/Audience"},
 	}
 	for _, m := range mutants {
 		name := m.bug + "/" + m.subtest
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			run := "^TestMutantChild$"
-			if m.subtest != "" {
-				run += "/^" + m.subtest + "$"
+			child, subtest := "TestMutantChild", m.subtest
+			if rest, ok := strings.CutPrefix(subtest, "Indexer/"); ok {
+				child, subtest = "TestMutantIndexerChild", rest
+			}
+			run := "^" + child + "$"
+			if subtest != "" {
+				run += "/^" + subtest + "$"
 			}
 			cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.count=1", "-test.timeout=60s")
 			cmd.Env = append(os.Environ(), mutantEnv+"="+m.bug)
 			out, err := cmd.CombinedOutput()
-			if m.subtest == "" {
+			if subtest == "" {
 				if err != nil {
 					t.Fatalf("the kit failed a correct store: %v\n%s", err, out)
 				}
@@ -91,7 +147,7 @@ func TestKitCatchesBugs(t *testing.T) {
 			if err == nil {
 				t.Fatalf("the kit passed a store with bug %q; subtest %s should have failed it\n%s", m.bug, m.subtest, out)
 			}
-			if !strings.Contains(string(out), "--- FAIL: TestMutantChild/"+m.subtest) {
+			if !strings.Contains(string(out), "--- FAIL: "+child+"/"+subtest) {
 				t.Fatalf("bug %q: subtest %s did not fail (the child failed otherwise)\n%s", m.bug, m.subtest, out)
 			}
 			if strings.Contains(string(out), "panic:") {
