@@ -97,7 +97,19 @@ var (
 		[]string{"pool", "max_sessions"}, nil)
 	memoryEvictionsDesc = prometheus.NewDesc(
 		prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "memory_evictions_total"),
-		"Sessions a memory store pool evicted to stay within max_sessions (users logged out early: raise max_sessions).",
+		"Sessions a memory store pool evicted to stay within max_sessions and max_bytes, new (unconfirmed) ones first.",
+		[]string{"pool", "max_sessions"}, nil)
+	memoryConfirmedEvictionsDesc = prometheus.NewDesc(
+		prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "memory_confirmed_evictions_total"),
+		"Confirmed sessions a memory store pool evicted: visitors logged out early; raise max_sessions or max_bytes.",
+		[]string{"pool", "max_sessions"}, nil)
+	memoryNewSessionsDesc = prometheus.NewDesc(
+		prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "memory_new_sessions"),
+		"Sessions of a memory store pool not confirmed yet (no later request presented their cookie).",
+		[]string{"pool", "max_sessions"}, nil)
+	memoryBytesDesc = prometheus.NewDesc(
+		prometheus.BuildFQName(metricsNamespace, metricsSubsystem, "memory_bytes"),
+		"Bytes a memory store pool's sessions take, as counted against max_bytes (encoded size plus bookkeeping).",
 		[]string{"pool", "max_sessions"}, nil)
 )
 
@@ -108,6 +120,9 @@ type memoryPoolCollector struct{}
 func (memoryPoolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- memorySessionsDesc
 	ch <- memoryEvictionsDesc
+	ch <- memoryConfirmedEvictionsDesc
+	ch <- memoryNewSessionsDesc
+	ch <- memoryBytesDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -118,9 +133,14 @@ func (memoryPoolCollector) Collect(ch chan<- prometheus.Metric) {
 		if !ok {
 			return true
 		}
-		name, max, _ := strings.Cut(k, "\x00")
+		// The pool key is name, max_sessions and max_bytes (MemoryStore).
+		name, rest, _ := strings.Cut(k, "\x00")
+		max, _, _ := strings.Cut(rest, "\x00")
 		ch <- prometheus.MustNewConstMetric(memorySessionsDesc, prometheus.GaugeValue, float64(pool.Len()), name, max)
 		ch <- prometheus.MustNewConstMetric(memoryEvictionsDesc, prometheus.CounterValue, float64(pool.Evictions()), name, max)
+		ch <- prometheus.MustNewConstMetric(memoryConfirmedEvictionsDesc, prometheus.CounterValue, float64(pool.ConfirmedEvictions()), name, max)
+		ch <- prometheus.MustNewConstMetric(memoryNewSessionsDesc, prometheus.GaugeValue, float64(pool.NewLen()), name, max)
+		ch <- prometheus.MustNewConstMetric(memoryBytesDesc, prometheus.GaugeValue, float64(pool.Bytes()), name, max)
 		return true
 	})
 }
