@@ -99,9 +99,13 @@ func (k *indexKit) merge(key string, patch map[string]json.RawMessage) {
 // deleteBy runs DeleteByValue and checks how many it reports.
 func (k *indexKit) deleteBy(step, name string, value json.RawMessage, want int) {
 	k.Helper()
-	n, err := k.ix.DeleteByValue(k.ctx, name, value)
+	counts, err := k.ix.DeleteByValue(k.ctx, name, value, "")
 	if err != nil {
 		k.Fatalf("%s: DeleteByValue: %v", step, err)
+	}
+	n := 0
+	for _, c := range counts {
+		n += c
 	}
 	if n != want {
 		k.Fatalf("%s: DeleteByValue deleted %d sessions, want %d", step, n, want)
@@ -196,7 +200,7 @@ func testIndexJSONText(k *indexKit) {
 }
 
 func testIndexNotIndexed(k *indexKit) {
-	_, err := k.ix.DeleteByValue(k.ctx, indexName(), indexValue())
+	_, err := k.ix.DeleteByValue(k.ctx, indexName(), indexValue(), "")
 	if !errors.Is(err, storage.ErrNotIndexed) {
 		k.Fatalf("DeleteByValue of a name never indexed: %v, want an error wrapping storage.ErrNotIndexed", err)
 	}
@@ -213,7 +217,7 @@ func testIndexRelease(k *indexKit) {
 	r1() // twice: no effect
 	k.deleteBy("after one of two releases", name, a, 1)
 	r2()
-	if _, err := k.ix.DeleteByValue(k.ctx, name, a); !errors.Is(err, storage.ErrNotIndexed) {
+	if _, err := k.ix.DeleteByValue(k.ctx, name, a, ""); !errors.Is(err, storage.ErrNotIndexed) {
 		k.Fatalf("DeleteByValue after the last release: %v, want an error wrapping storage.ErrNotIndexed", err)
 	}
 }
