@@ -91,4 +91,5 @@ var (
 	_ caddy.CleanerUpper    = (*Store)(nil)
 	_ caddyfile.Unmarshaler = (*Store)(nil)
 	_ storage.Store         = (*Store)(nil)
+	_ storage.Confirmer     = (*Store)(nil)
 )

@@ -17,49 +17,75 @@ const recordVersion = 1
 // record is a session's JSON in Caddy's storage. Every record carries its
 // own deadline and expiry: a storage backend has no TTL this store could
 // rely on, so a reader decides from the record alone whether it is live.
+//
+// audience and new_until came later; a record without them reads as a
+// confirmed session of no audience. new_until is set while the session is
+// New (storage.Record.New): the end of its new-session life, Created + the
+// NewTTL it was created with, past which no Touch and no unconfirmed Merge
+// moves its expiry.
 type record struct {
 	Version  int                        `json:"v"`
 	Created  time.Time                  `json:"created"`
 	Deadline time.Time                  `json:"deadline"`
 	Expires  time.Time                  `json:"expires"`
+	Audience string                     `json:"audience,omitempty"`
+	NewUntil time.Time                  `json:"new_until,omitzero"`
 	Values   map[string]json.RawMessage `json:"values"`
+}
+
+// session is a record in memory: the storage.Record, and the end of its
+// new-session life while it is New (zero otherwise).
+type session struct {
+	*storage.Record
+	newUntil time.Time
 }
 
 // encode returns a record's bytes. HTML escaping is off so that values come
 // back as they were written (json.Marshal would turn "<" into "\u003c").
-func encode(rec *storage.Record) ([]byte, error) {
+func encode(s session) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	err := enc.Encode(record{
+	r := record{
 		Version:  recordVersion,
-		Created:  rec.Created.UTC(),
-		Deadline: rec.Deadline.UTC(),
-		Expires:  rec.Expires.UTC(),
-		Values:   rec.Values,
-	})
+		Created:  s.Created.UTC(),
+		Deadline: s.Deadline.UTC(),
+		Expires:  s.Expires.UTC(),
+		Audience: s.Audience,
+		Values:   s.Values,
+	}
+	if s.New {
+		r.NewUntil = s.newUntil.UTC()
+	}
+	err := enc.Encode(r)
 	return b.Bytes(), err
 }
 
 // decode parses a record and checks that it is whole: a record cut short or
 // edited by hand is never served.
-func decode(data []byte) (*storage.Record, error) {
+func decode(data []byte) (session, error) {
 	var r record
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("decode session record (%d bytes): %w", len(data), err)
+		return session{}, fmt.Errorf("decode session record (%d bytes): %w", len(data), err)
 	}
 	switch {
 	case r.Version != recordVersion:
-		return nil, fmt.Errorf("session record has format %d, this store reads %d", r.Version, recordVersion)
+		return session{}, fmt.Errorf("session record has format %d, this store reads %d", r.Version, recordVersion)
 	case r.Values == nil:
-		return nil, errors.New("session record has no values")
+		return session{}, errors.New("session record has no values")
 	case r.Created.IsZero() || r.Deadline.IsZero() || r.Expires.IsZero():
-		return nil, errors.New("session record lacks a time")
+		return session{}, errors.New("session record lacks a time")
 	}
 	for k := range r.Values {
 		if !storage.ValidKey(k) {
-			return nil, errors.New("session record holds an invalid key")
+			return session{}, errors.New("session record holds an invalid key")
 		}
 	}
-	return &storage.Record{Values: r.Values, Created: r.Created, Deadline: r.Deadline, Expires: r.Expires}, nil
+	return session{
+		Record: &storage.Record{
+			Values: r.Values, Created: r.Created, Deadline: r.Deadline, Expires: r.Expires,
+			Audience: r.Audience, New: !r.NewUntil.IsZero(),
+		},
+		newUntil: r.NewUntil,
+	}, nil
 }

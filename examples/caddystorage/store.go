@@ -104,7 +104,7 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 		return nil, err
 	}
 	if rec.Live(time.Now()) {
-		return rec, nil
+		return rec.Record, nil
 	}
 	if present {
 		// Briefly: a read must stay fast, and the sweeper removes what
@@ -133,12 +133,13 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	}
 	defer unlock()
 
-	cur, present, err := s.read(ctx, key)
+	stored, present, err := s.read(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	if !cur.Live(time.Now()) {
-		cur = nil
+	var cur *session
+	if stored.Live(time.Now()) {
+		cur = &stored
 	}
 	if cur == nil && !opts.Create {
 		// What is left (expired or damaged) must never be revived.
@@ -149,27 +150,56 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 		}
 		return nil, storage.ErrNotFound
 	}
-	rec := &storage.Record{Created: opts.Now, Deadline: opts.Deadline}
+	next := session{Record: &storage.Record{Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience}}
 	var current map[string]json.RawMessage
-	if cur != nil {
-		current, rec.Created, rec.Deadline = cur.Values, cur.Created, cur.Deadline
+	if cur == nil {
+		// A session created while the handler keeps new sessions apart
+		// (new_session_ttl) is New until a request presents its cookie.
+		if opts.NewTTL > 0 {
+			next.New, next.newUntil = true, opts.Now.Add(opts.NewTTL)
+		}
+	} else {
+		// A merge keeps the audience, and keeps a New session New (and
+		// within its new-session end) unless it confirms it.
+		current, next.Created, next.Deadline, next.Audience = cur.Values, cur.Created, cur.Deadline, cur.Audience
+		if cur.New && !opts.Confirm {
+			next.New, next.newUntil = true, cur.newUntil
+		}
 	}
 	// Apply enforces the key rules and limits; a refused merge returns
 	// before anything is written.
-	if rec.Values, err = storage.Apply(current, patch, opts.Limits); err != nil {
+	if next.Values, err = storage.Apply(current, patch, opts.Limits); err != nil {
 		return nil, err
 	}
-	rec.Expires = opts.Expires(rec.Deadline)
-	if err := s.write(ctx, key, rec); err != nil {
+	next.Expires = opts.ExpiresOf(next.Created, next.Deadline, next.New)
+	if next.New && next.Expires.After(next.newUntil) {
+		next.Expires = next.newUntil
+	}
+	if err := s.write(ctx, key, next); err != nil {
 		return nil, err
 	}
-	return rec, nil
+	return next.Record, nil
 }
 
-// Touch moves the expiry of a live session, never past its deadline. It
-// rewrites the record, but under the lock every writer takes and with the
-// values read under it, so no concurrent Merge is lost.
+// Touch moves the expiry of a live session, never past its deadline, nor,
+// while it is New, past the end of its new-session life. It rewrites the
+// record, but under the lock every writer takes and with the values read
+// under it, so no concurrent Merge is lost.
 func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error {
+	return s.moveExpiry(ctx, key, expires, false)
+}
+
+// Confirm clears New on the live session under key and moves its expiry
+// to expires, never past its deadline (storage.Confirmer): the handler
+// calls it once, when a request first presents a New session's cookie.
+// Like Touch, it rewrites the record under the lock; a missing session
+// stays missing.
+func (s *Store) Confirm(ctx context.Context, key string, expires time.Time) error {
+	return s.moveExpiry(ctx, key, expires, true)
+}
+
+// moveExpiry is Touch, or Confirm when confirm is true.
+func (s *Store) moveExpiry(ctx context.Context, key string, expires time.Time, confirm bool) error {
 	if err := validKey(key); err != nil {
 		return err
 	}
@@ -193,7 +223,14 @@ func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error 
 	if expires.After(rec.Deadline) {
 		expires = rec.Deadline
 	}
-	if expires.Equal(rec.Expires) {
+	changed := false
+	switch {
+	case rec.New && confirm:
+		rec.New, rec.newUntil, changed = false, time.Time{}, true
+	case rec.New && expires.After(rec.newUntil):
+		expires = rec.newUntil
+	}
+	if !changed && expires.Equal(rec.Expires) {
 		return nil
 	}
 	rec.Expires = expires
@@ -218,7 +255,8 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // Rotate moves the session under oldKey to newKey with both keys locked,
-// replacing whatever newKey held, and removes oldKey.
+// replacing whatever newKey held, and removes oldKey. The record moves
+// whole: its audience and New state go with it.
 func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 	if err := validKey(oldKey); err != nil {
 		return err
@@ -266,29 +304,29 @@ func (s *Store) name(key string) string {
 	return path.Join(s.prefix, key+".json")
 }
 
-// read returns the record under key; nil when there is none or it does not
-// decode. present says whether something was stored there, so that a
-// caller holding the lock can remove what is dead. Only failures to reach
-// the storage are errors.
-func (s *Store) read(ctx context.Context, key string) (rec *storage.Record, present bool, err error) {
+// read returns the record under key, with a nil Record when there is none
+// or it does not decode. present says whether something was stored there,
+// so that a caller holding the lock can remove what is dead. Only failures
+// to reach the storage are errors.
+func (s *Store) read(ctx context.Context, key string) (rec session, present bool, err error) {
 	data, err := s.storage.Load(ctx, s.name(key))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
+		return session{}, false, nil
 	}
 	if err != nil {
-		return nil, false, unavailable("load session record", err)
+		return session{}, false, unavailable("load session record", err)
 	}
 	rec, err = decode(data)
 	if err != nil {
 		s.logger.Warn("session record in Caddy's storage is damaged; treated as no session and removed",
 			zap.String("storage_key", s.name(key)), zap.Error(err))
-		return nil, true, nil
+		return session{}, true, nil
 	}
 	return rec, true, nil
 }
 
 // write stores rec under key (the caller holds the lock).
-func (s *Store) write(ctx context.Context, key string, rec *storage.Record) error {
+func (s *Store) write(ctx context.Context, key string, rec session) error {
 	data, err := encode(rec)
 	if err != nil {
 		return fmt.Errorf("caddy_storage: encode session: %w", err)

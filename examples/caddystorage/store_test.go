@@ -374,3 +374,97 @@ func TestSweeper(t *testing.T) {
 		t.Fatal("the sweeper did not stop")
 	}
 }
+
+// TestAudienceAndNew: a created session gets the merge's audience and, with
+// a NewTTL, is New with its expiry at most Created + NewTTL; merges keep
+// both (an unconfirmed merge or a Touch never extends a New session past
+// that); Confirm, or a merge with Confirm, clears New and extends the
+// expiry; Rotate moves both; Confirm never creates.
+func TestAudienceAndNew(t *testing.T) {
+	s, _ := newTestStore(t, "")
+	ctx := context.Background()
+	created := time.Now()
+	deadline := created.Add(24 * time.Hour)
+	opts := func(confirm bool) storage.MergeOptions {
+		return storage.MergeOptions{Create: true, Now: time.Now(), Deadline: deadline, IdleTimeout: 2 * time.Hour,
+			NewTTL: time.Hour, Confirm: confirm, Audience: "shop.example.com"}
+	}
+	patch := map[string]json.RawMessage{"a": json.RawMessage(`1`)}
+	key, next := newKey(), newKey()
+	check := func(step, key string, wantNew bool, wantExpires time.Time) {
+		t.Helper()
+		rec, err := s.Load(ctx, key)
+		if err != nil || rec.New != wantNew || rec.Audience != "shop.example.com" || !rec.Expires.Equal(wantExpires) {
+			t.Fatalf("%s: Load = %+v, %v; want New %v, expires created%+v", step, rec, err, wantNew, wantExpires.Sub(created))
+		}
+	}
+	o := opts(false)
+	o.Now = created
+	if _, err := s.Merge(ctx, key, patch, o); err != nil {
+		t.Fatal(err)
+	}
+	check("created", key, true, created.Add(time.Hour))
+	o = opts(false)
+	o.Audience, o.NewTTL = "other.example", 0
+	if _, err := s.Merge(ctx, key, patch, o); err != nil {
+		t.Fatal(err)
+	}
+	check("unconfirmed merge", key, true, created.Add(time.Hour))
+	if err := s.Touch(ctx, key, time.Now().Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check("touch", key, true, created.Add(time.Hour))
+	if err := s.Rotate(ctx, key, next); err != nil {
+		t.Fatal(err)
+	}
+	check("rotated", next, true, created.Add(time.Hour))
+	confirmed := time.Now().Add(2 * time.Hour)
+	if err := s.Confirm(ctx, next, confirmed); err != nil {
+		t.Fatal(err)
+	}
+	check("confirmed", next, false, confirmed)
+
+	// A merge with Confirm confirms.
+	key2 := newKey()
+	if _, err := s.Merge(ctx, key2, patch, opts(false)); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Merge(ctx, key2, patch, opts(true))
+	if err != nil || rec.New || rec.Expires.Sub(time.Now()) < 110*time.Minute {
+		t.Fatalf("merge with Confirm: %+v, %v; want confirmed, two hours' expiry", rec, err)
+	}
+	// Confirm never creates.
+	missing := newKey()
+	if err := s.Confirm(ctx, missing, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx, missing); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Confirm of a missing session: Load = %v, want ErrNotFound", err)
+	}
+	// An unconfirmed session ends at Created + NewTTL.
+	short := newKey()
+	o = opts(false)
+	o.NewTTL = 200 * time.Millisecond
+	if _, err := s.Merge(ctx, short, patch, o); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := s.Load(ctx, short); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("New session after NewTTL: Load = %v, want ErrNotFound", err)
+	}
+}
+
+// TestOldRecordReadable: a record written before audiences and New existed
+// reads as a confirmed session of no audience.
+func TestOldRecordReadable(t *testing.T) {
+	s, fs := newTestStore(t, "")
+	key := newKey()
+	old := `{"v":1,"created":"2030-01-01T00:00:00Z","deadline":"2099-01-02T00:00:00Z","expires":"2099-01-02T00:00:00Z","values":{"customerId":"c_42"}}`
+	if err := fs.Store(context.Background(), s.name(key), []byte(old)); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Load(context.Background(), key)
+	if err != nil || rec.New || rec.Audience != "" || string(rec.Values["customerId"]) != `"c_42"` {
+		t.Fatalf("old record read as %+v, %v", rec, err)
+	}
+}

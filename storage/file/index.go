@@ -15,10 +15,19 @@ import (
 )
 
 // The file store keeps no index: finding sessions by value reads every
-// session file (a full scan, O(sessions on disk)), and counting lists every
-// subfolder. Both are for operators' occasional use through the admin API,
-// not for the request path. A store with many sessions that needs "log out
-// everywhere" often should use Redis, which keeps a real index.
+// session file (a full scan, O(sessions on disk)), and so does counting
+// (to tell New sessions from confirmed ones). Both are for operators'
+// occasional use through the admin API, not for the request path. A store
+// with many sessions that needs "log out everywhere" often should use
+// Redis, which keeps a real index.
+//
+// Values are compared as JSON values, not as text: the value asked for and
+// each session's value are brought to storage.IndexValue's canonical form
+// before they are compared, so a session a PHP upstream wrote as
+// {"customerId":"gid:\/\/shopify\/Customer\/7001"} is found with
+// "gid://shopify/Customer/7001", "M\u00fcller" with "Müller" and 1e2 with
+// 100, while "42" and 42 stay different. Sessions written before Index was
+// first called are found too, since nothing is indexed ahead of time.
 
 // indexRefs counts the configurations that made each name searchable.
 type indexRefs struct {
@@ -49,29 +58,36 @@ func (s *Store) Index(name string) (release func()) {
 	}
 }
 
-// DeleteByValue deletes every live session whose value of name is value
-// (compact JSON text, see storage.IndexValue) and returns how many it
-// deleted (storage.Indexer). It reads every session file that has not
-// expired by its modification time, without locks; a match is re-read and
-// removed under its subfolder's lock, so a session changed meanwhile is
-// judged by its new contents.
-func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMessage) (int, error) {
+// DeleteByValue deletes every live session whose value of name equals
+// value as a JSON value (storage.IndexValue: "gid:\/\/x" finds a session
+// holding "gid://x", 1e2 one holding 100) and, when audience is not empty,
+// whose audience is audience; it returns how many it deleted per audience
+// (storage.Indexer). It reads every session file that has not expired by
+// its modification time, without locks; a match is re-read and removed
+// under its subfolder's lock, so a session changed meanwhile is judged by
+// its new contents.
+func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMessage, audience string) (map[string]int, error) {
 	s.idx.mu.Lock()
 	indexed := s.idx.refs[name] > 0
 	s.idx.mu.Unlock()
 	if !indexed {
-		return 0, fmt.Errorf("session file store: %w: %q", storage.ErrNotIndexed, name)
+		return nil, fmt.Errorf("session file store: %w: %q", storage.ErrNotIndexed, name)
 	}
-	deleted := 0
-	err := s.eachShard(ctx, func(shard string, names []string) error {
+	want, err := storage.IndexValue(value)
+	if err != nil {
+		return nil, fmt.Errorf("session file store: delete by value: %w", err)
+	}
+	m := matcher{name: name, value: want, audience: audience}
+	deleted := make(map[string]int)
+	err = s.eachShard(ctx, func(shard string, names []string) error {
 		var match []string
 		for _, key := range names {
 			p, _ := s.path(key)
-			rec, err := s.read(p, false)
+			st, err := s.read(p, false)
 			if err != nil {
 				return err
 			}
-			if holds(rec, name, value, s.opts.Now()) {
+			if m.holds(st.Record, s.opts.Now()) {
 				match = append(match, key)
 			}
 		}
@@ -86,43 +102,72 @@ func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMe
 		defer unlock()
 		for _, key := range match {
 			p, _ := s.path(key)
-			rec, err := s.read(p, true)
+			st, err := s.read(p, true)
 			if err != nil {
 				return err
 			}
-			if !holds(rec, name, value, s.opts.Now()) {
+			if !m.holds(st.Record, s.opts.Now()) {
 				continue
 			}
 			if err := s.remove(p); err != nil {
 				return err
 			}
-			deleted++
+			deleted[st.Audience]++
 		}
 		return nil
 	})
 	return deleted, err
 }
 
-// holds reports whether rec is live at now and holds value under name.
-func holds(rec *storage.Record, name string, value json.RawMessage, now time.Time) bool {
-	if !rec.Live(now) {
-		return false
-	}
-	v, ok := rec.Values[name]
-	return ok && bytes.Equal(v, value)
+// matcher is what DeleteByValue looks for.
+type matcher struct {
+	name     string
+	value    json.RawMessage // in storage.IndexValue form
+	audience string          // "" for any
 }
 
-// Count returns how many sessions the store holds (storage.Counter): the
-// session files whose modification time, which every write sets to the
-// session's expiry, has not passed. It lists every subfolder but reads no
-// file.
-func (s *Store) Count(ctx context.Context) (int, error) {
-	n := 0
+// holds reports whether rec is live at now, of the audience wanted, and
+// holds the value under the name, compared as JSON values.
+func (m matcher) holds(rec *storage.Record, now time.Time) bool {
+	if !rec.Live(now) || m.audience != "" && rec.Audience != m.audience {
+		return false
+	}
+	v, ok := rec.Values[m.name]
+	if !ok {
+		return false
+	}
+	if bytes.Equal(v, m.value) {
+		return true // already canonical: most values the handler writes
+	}
+	c, err := storage.IndexValue(v)
+	return err == nil && bytes.Equal(c, m.value)
+}
+
+// Count returns how many live sessions the store holds, New and confirmed
+// (storage.Counter). It lists every subfolder and skips the files whose
+// modification time, which every write sets to the session's expiry, has
+// passed; it reads the others (through the read cache when it holds them,
+// without filling it) to tell New sessions from confirmed ones.
+func (s *Store) Count(ctx context.Context) (storage.Counts, error) {
+	var c storage.Counts
+	now := s.opts.Now()
 	err := s.eachShard(ctx, func(_ string, names []string) error {
-		n += len(names)
+		for _, key := range names {
+			p, _ := s.path(key)
+			rec, err := s.peek(key, p)
+			switch {
+			case err != nil:
+				return err
+			case !rec.Live(now):
+			case rec.New:
+				c.New++
+			default:
+				c.Confirmed++
+			}
+		}
 		return nil
 	})
-	return n, err
+	return c, err
 }
 
 // eachShard calls fn with each subfolder's session files that have not

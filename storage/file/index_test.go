@@ -21,8 +21,7 @@ func TestIndexer(t *testing.T) {
 	})
 }
 
-// Count counts the files whose expiry (their modification time) has not
-// passed.
+// Count counts the live sessions, New apart from confirmed.
 func TestCount(t *testing.T) {
 	ctx := context.Background()
 	s, err := New(t.TempDir(), Options{SweepInterval: -1})
@@ -36,13 +35,22 @@ func TestCount(t *testing.T) {
 		if i < 2 {
 			deadline = now.Add(-time.Second) // born expired
 		}
+		var newTTL time.Duration
+		if i%3 == 0 {
+			newTTL = 2 * time.Hour // New: sessions 0 (expired), 3, 6, 9
+		}
 		key := storage.Key(time.Now().String() + string(rune('a'+i)))
 		if _, err := s.Merge(ctx, key, map[string]json.RawMessage{"a": json.RawMessage(`1`)},
-			storage.MergeOptions{Create: true, Now: now.Add(-time.Hour), Deadline: deadline}); err != nil {
+			storage.MergeOptions{Create: true, Now: now.Add(-time.Hour), Deadline: deadline, NewTTL: newTTL}); err != nil {
 			t.Fatal(err)
 		}
+		if i == 9 {
+			if err := s.Confirm(ctx, key, deadline); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	if n, err := s.Count(ctx); err != nil || n != 10 {
-		t.Fatalf("Count = %d, %v; want 10", n, err)
+	if c, err := s.Count(ctx); err != nil || c != (storage.Counts{New: 2, Confirmed: 8}) {
+		t.Fatalf("Count = %+v, %v; want 2 new, 8 confirmed", c, err)
 	}
 }

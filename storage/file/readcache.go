@@ -71,7 +71,8 @@ func (s *Store) cachedRead(key string, p paths) (*storage.Record, error) {
 	fi, err := os.Stat(p.file)
 	if err != nil {
 		s.cache.drop(key)
-		return s.read(p, false) // reports a missing file or an error as read does
+		st, err := s.read(p, false) // reports a missing file or an error as read does
+		return st.Record, err
 	}
 	id, ok := identity(fi)
 	if ok {
@@ -79,9 +80,23 @@ func (s *Store) cachedRead(key string, p paths) (*storage.Record, error) {
 			return rec, nil
 		}
 	}
-	rec, err := s.read(p, false)
-	if err == nil && rec != nil && ok {
-		s.cache.put(key, id, rec)
+	st, err := s.read(p, false)
+	if err == nil && st.Record != nil && ok {
+		s.cache.put(key, id, st.Record)
 	}
-	return rec, err
+	return st.Record, err
+}
+
+// peek reads the session file of key through the cache without filling
+// it, for scans (Count) that must not push the sessions in use out.
+func (s *Store) peek(key string, p paths) (*storage.Record, error) {
+	if fi, err := os.Stat(p.file); err == nil {
+		if id, ok := identity(fi); ok {
+			if rec, hit := s.cache.get(key, id); hit {
+				return rec, nil
+			}
+		}
+	}
+	st, err := s.read(p, false)
+	return st.Record, err
 }

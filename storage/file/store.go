@@ -200,32 +200,59 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if err != nil {
 		return nil, err
 	}
-	if cur != nil && !cur.Live(s.opts.Now()) {
-		cur = nil
+	if cur.Record != nil && !cur.Live(s.opts.Now()) {
+		cur = stored{}
 	}
-	if cur == nil && !opts.Create {
+	if cur.Record == nil && !opts.Create {
 		return nil, storage.ErrNotFound
 	}
 	var current map[string]json.RawMessage
-	rec := &storage.Record{Created: opts.Now, Deadline: opts.Deadline}
-	if cur != nil {
+	next := stored{Record: &storage.Record{Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience}}
+	switch {
+	case cur.Record == nil:
+		// Created New when the handler keeps new sessions apart, whatever
+		// Confirm says: no request has presented this session's cookie.
+		if opts.NewTTL > 0 {
+			next.New, next.newUntil = true, opts.Now.Add(opts.NewTTL)
+		}
+	default:
 		current = cur.Values
-		rec.Created, rec.Deadline = cur.Created, cur.Deadline
+		next.Created, next.Deadline, next.Audience = cur.Created, cur.Deadline, cur.Audience
+		if cur.New && !opts.Confirm {
+			next.New, next.newUntil = true, cur.newCap()
+		}
 	}
-	if rec.Values, err = storage.Apply(current, patch, opts.Limits); err != nil {
+	if next.Values, err = storage.Apply(current, patch, opts.Limits); err != nil {
 		return nil, err
 	}
-	rec.Expires = opts.Expires(rec.Deadline)
-	if err := s.write(p, rec); err != nil {
+	next.Expires = opts.ExpiresOf(next.Created, next.Deadline, next.New)
+	if next.New && next.Expires.After(next.newUntil) {
+		next.Expires = next.newUntil
+	}
+	if err := s.write(p, next); err != nil {
 		return nil, err
 	}
-	return rec, nil
+	return next.Record, nil
 }
 
 // Touch moves the expiry of a live session to expires, never past its
-// deadline. It rewrites the file, but with the values it read under the
-// lock that every writer takes, so no concurrent Merge is lost.
+// deadline, nor, while it is New, past the end of its new-session life. It
+// rewrites the file, but with the values it read under the lock that every
+// writer takes, so no concurrent Merge is lost.
 func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error {
+	return s.moveExpiry(ctx, key, expires, false)
+}
+
+// Confirm clears New on the live session under key and moves its expiry
+// to expires, never past its deadline (storage.Confirmer). Like Touch, it
+// rewrites the file with the values read under the writers' lock; a
+// missing session stays missing.
+func (s *Store) Confirm(ctx context.Context, key string, expires time.Time) error {
+	return s.moveExpiry(ctx, key, expires, true)
+}
+
+// moveExpiry is Touch, or Confirm when confirm is true.
+func (s *Store) moveExpiry(ctx context.Context, key string, expires time.Time, confirm bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -239,21 +266,30 @@ func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error 
 	}
 	defer unlock()
 
-	rec, err := s.read(p, true)
-	if err != nil || rec == nil || !rec.Live(s.opts.Now()) {
+	st, err := s.read(p, true)
+	if err != nil || st.Record == nil || !st.Live(s.opts.Now()) {
 		return err
 	}
-	if expires.After(rec.Deadline) {
-		expires = rec.Deadline
+	if expires.After(st.Deadline) {
+		expires = st.Deadline
 	}
-	if expires.Equal(rec.Expires) {
+	changed := false
+	switch {
+	case confirm && st.New:
+		st.New, st.newUntil, changed = false, time.Time{}, true
+	case st.New:
+		if c := st.newCap(); expires.After(c) {
+			expires = c
+		}
+	}
+	if !changed && expires.Equal(st.Expires) {
 		return nil
 	}
-	rec.Expires = expires
-	if !rec.Live(s.opts.Now()) {
+	st.Expires = expires
+	if !st.Live(s.opts.Now()) {
 		return s.remove(p)
 	}
-	return s.write(p, rec)
+	return s.write(p, st)
 }
 
 // Delete removes the session under key, if any. The folder is synced, so
@@ -275,7 +311,8 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // Rotate moves the session under oldKey to newKey with one rename, with
-// both subfolders locked, replacing whatever newKey held.
+// both subfolders locked, replacing whatever newKey held. The file moves
+// whole: its audience, New state and new-session end go with it.
 func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -294,11 +331,11 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 	}
 	defer unlock()
 
-	rec, err := s.read(from, true)
+	st, err := s.read(from, true)
 	if err != nil {
 		return err
 	}
-	if rec == nil || !rec.Live(s.opts.Now()) {
+	if st.Record == nil || !st.Live(s.opts.Now()) {
 		return storage.ErrNotFound
 	}
 	if oldKey == newKey {
@@ -318,23 +355,23 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 	return nil
 }
 
-// read returns the record in p's file, or nil when there is none or it is
-// corrupt (reported, and removed; locked says whether the caller holds the
-// subfolder's lock). Only I/O failures are errors.
-func (s *Store) read(p paths, locked bool) (*storage.Record, error) {
+// read returns the session in p's file, with a nil Record when there is
+// none or it is corrupt (reported, and removed; locked says whether the
+// caller holds the subfolder's lock). Only I/O failures are errors.
+func (s *Store) read(p paths, locked bool) (stored, error) {
 	data, err := os.ReadFile(p.file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return stored{}, nil
 	}
 	if err != nil {
-		return nil, unavailable("read session file", err)
+		return stored{}, unavailable("read session file", err)
 	}
-	rec, err := decode(data)
+	st, err := decode(data)
 	if err != nil {
 		s.corrupt(p, data, err, locked)
-		return nil, nil
+		return stored{}, nil
 	}
-	return rec, nil
+	return st, nil
 }
 
 // corrupt reports and removes a file that failed to decode. A file from a
@@ -362,13 +399,13 @@ func (s *Store) corrupt(p paths, data []byte, err error, locked bool) {
 	os.Remove(p.file)
 }
 
-// write replaces p's file with rec (the caller holds the lock).
-func (s *Store) write(p paths, rec *storage.Record) error {
-	data, err := encode(rec)
+// write replaces p's file with st (the caller holds the lock).
+func (s *Store) write(p paths, st stored) error {
+	data, err := encode(st)
 	if err != nil {
 		return fmt.Errorf("session file store: encode session: %w", err)
 	}
-	if err := writeAtomic(p, data, rec.Expires); err != nil {
+	if err := writeAtomic(p, data, st.Expires); err != nil {
 		return unavailable("write session file", err)
 	}
 	return nil
@@ -395,4 +432,7 @@ func unavailable(what string, err error) error {
 	return fmt.Errorf("%w: session file store: %s: %w", storage.ErrUnavailable, what, err)
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store     = (*Store)(nil)
+	_ storage.Confirmer = (*Store)(nil)
+)

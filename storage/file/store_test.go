@@ -80,6 +80,13 @@ func (s *twoStores) Rotate(ctx context.Context, oldKey, newKey string) error {
 	return w.Rotate(ctx, oldKey, newKey)
 }
 
+func (s *twoStores) Confirm(ctx context.Context, key string, expires time.Time) error {
+	_, w := s.pick(key)
+	return w.Confirm(ctx, key, expires)
+}
+
+var _ storage.Confirmer = (*twoStores)(nil)
+
 func create(t testing.TB, s storage.Store, key string, values map[string]json.RawMessage) *storage.Record {
 	t.Helper()
 	now := time.Now()

@@ -87,8 +87,8 @@ func (s *Store) sweepShard(shard string, now time.Time) {
 	for _, name := range due {
 		p, _ := s.path(name)
 		// read reports and removes a corrupt file itself.
-		rec, err := s.read(p, true)
-		if err == nil && rec != nil && !rec.Live(now) {
+		st, err := s.read(p, true)
+		if err == nil && st.Record != nil && !st.Live(now) {
 			os.Remove(p.file)
 		}
 	}

@@ -19,8 +19,8 @@ func TestCount(t *testing.T) {
 			addresses, single := topo(t)
 			s := newStore(t, Config{Addresses: addresses, KeyPrefix: "app[1]*:"})
 			neighbour := newStore(t, Config{Addresses: addresses, KeyPrefix: "app1x:"})
-			if n, err := s.Count(t.Context()); err != nil || n != 0 {
-				t.Fatalf("Count of an empty store = %d, %v", n, err)
+			if n, err := s.Count(t.Context()); err != nil || n.Total() != 0 {
+				t.Fatalf("Count of an empty store = %+v, %v", n, err)
 			}
 			const sessions = 150
 			for i := range sessions {
@@ -33,8 +33,8 @@ func TestCount(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if n, err := s.Count(t.Context()); err != nil || n != sessions {
-				t.Fatalf("Count = %d, %v; want %d", n, err, sessions)
+			if n, err := s.Count(t.Context()); err != nil || n != (storage.Counts{Confirmed: sessions}) {
+				t.Fatalf("Count = %+v, %v; want %d confirmed", n, err, sessions)
 			}
 		})
 	}

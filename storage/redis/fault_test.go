@@ -25,13 +25,19 @@ const slowBound = 2 * time.Second
 func opsFor(s *Store, key string) map[string]func(context.Context) error {
 	now := time.Now()
 	opts := storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour), IdleTimeout: time.Minute}
+	s.Index("faultIndexed") // no network; released with the store
 	return map[string]func(context.Context) error{
 		"Load": func(ctx context.Context) error { _, err := s.Load(ctx, key); return err },
 		"Merge": func(ctx context.Context) error {
 			_, err := s.Merge(ctx, key, map[string]json.RawMessage{"a": json.RawMessage(`1`)}, opts)
 			return err
 		},
-		"Touch":  func(ctx context.Context) error { return s.Touch(ctx, key, time.Now().Add(time.Minute)) },
+		"Touch":   func(ctx context.Context) error { return s.Touch(ctx, key, time.Now().Add(time.Minute)) },
+		"Confirm": func(ctx context.Context) error { return s.Confirm(ctx, key, time.Now().Add(time.Minute)) },
+		"DeleteByValue": func(ctx context.Context) error {
+			_, err := s.DeleteByValue(ctx, "faultIndexed", json.RawMessage(`"c_42"`), "")
+			return err
+		},
 		"Delete": func(ctx context.Context) error { return s.Delete(ctx, key) },
 		"Rotate": func(ctx context.Context) error { return s.Rotate(ctx, key, storage.Key("fault-rotated")) },
 		"Count":  func(ctx context.Context) error { _, err := s.Count(ctx); return err },

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,20 +21,37 @@ import (
 // The index (storage.Indexer) finds the sessions that hold one value of an
 // indexed name without scanning: one sorted set per value, under
 //
-//	<prefix>index:<hex of SHA-256(name, value), 32 digits>
+//	<prefix>index:<hex of SHA-256(name, canonical value), 32 digits>
 //
 // whose members are the store keys of sessions that were given that value,
 // each scored with its session's deadline in Unix milliseconds. The value
 // is hashed so that a key listing shows no customer ID; the members are
 // store keys, hashes of session IDs, so the set yields no usable cookie.
 //
-// The set is a superset, checked on use: DeleteByValue deletes a member's
-// session only if, at that moment and atomically, it still holds the
-// value. So the index need not be told when a session changes value, is
-// deleted or expires; a member whose deadline has passed is pruned on the
-// next write to its set, and the set itself expires with its last
-// session's deadline. It stays small: at most one member per session given
-// the value within one max_age.
+// Values are compared as JSON values, not as text: the set's name comes
+// from the value's canonical form (storage.IndexValue), so every encoding
+// of one value, PHP's "gid:\/\/shopify\/Customer\/7001" or
+// "gid://shopify/Customer/7001", "M\u00fcller" or "Müller", 1e2 or 100,
+// lands in the same set, while "42" and 42 do not. The session keeps the
+// text it was given.
+//
+// The set is a superset, checked on use, and one set serves every
+// audience: DeleteByValue reads each member's value and audience (one
+// pipelined HMGET per page of members), compares the canonical form of
+// the value in Go, and deletes each match with a script that deletes the
+// session only if, at that moment and atomically, it still holds the very
+// text that was read and compared (and the same audience, and is not a
+// tombstone). A session whose value was rewritten between the read and
+// the delete is left alone, as any session written concurrently may be.
+// So the index need not be told when a session changes value, is deleted
+// or expires; a member whose deadline has passed is pruned on the next
+// write to its set, and the set itself expires with its last session's
+// deadline. It stays small: at most one member per session given the value
+// within one max_age.
+//
+// Sets written before values were canonicalised are named after the
+// value's text as it was written; DeleteByValue also reads the set named
+// after the text it is given, so what it found before still finds.
 //
 // It is written on the two writes that can give a session the value:
 //   - Merge with a patch that sets an indexed name: the member is added
@@ -105,7 +123,9 @@ func (s *Store) Index(name string) (release func()) {
 	return func() { once.Do(func() { s.idx.add(name, -1) }) }
 }
 
-// indexKey returns the sorted set of one value of one name.
+// indexKey returns the sorted set of one value of one name; value is in
+// storage.IndexValue's canonical form (or, for the sets of earlier
+// versions, the text a session was given).
 func (s *Store) indexKey(name string, value []byte) string {
 	h := sha256.New()
 	h.Write([]byte(name))
@@ -140,21 +160,28 @@ if top[2] then redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', tonumber(t
 return 1
 `)
 
-// deleteIfScript deletes the session at KEYS[1] if it still holds the value
-// ARGV[2] in its field ARGV[1] ("v:<name>") and is not a tombstone. It
-// returns 1 when it deleted it.
+// deleteIfScript deletes the session at KEYS[1] if it still holds the text
+// ARGV[2] in its field ARGV[1] ("v:<name>"), has the audience ARGV[3] (""
+// for none) and is not a tombstone: the text and audience that
+// DeleteByValue read and matched. It returns 1 when it deleted it.
 var deleteIfScript = goredis.NewScript(`
-local m = redis.call('HMGET', KEYS[1], ARGV[1], 'rotated', 'created')
-if m[1] == ARGV[2] and not m[2] and m[3] then
+local m = redis.call('HMGET', KEYS[1], ARGV[1], 'rotated', 'created', 'aud')
+if m[1] == ARGV[2] and not m[2] and m[3] and (m[4] or '') == ARGV[3] then
   redis.call('DEL', KEYS[1])
   return 1
 end
 return 0
 `)
 
-// addToIndex records key as holding value under name until deadline.
+// addToIndex records key as holding value (the JSON text a session is
+// given) under name until deadline, in the set of value's canonical form.
+// A value that is not JSON is not indexed: no DeleteByValue can match it.
 func (s *Store) addToIndex(ctx context.Context, name string, value []byte, key string, deadline time.Time) error {
-	err := indexScript.Run(ctx, s.client, []string{s.indexKey(name, value)},
+	canon, err := storage.IndexValue(value)
+	if err != nil {
+		return nil
+	}
+	err = indexScript.Run(ctx, s.client, []string{s.indexKey(name, canon)},
 		key, strconv.FormatInt(deadline.UnixMilli(), 10), strconv.FormatInt(time.Now().UnixMilli(), 10)).Err()
 	if err != nil {
 		return unavailable("index", err)
@@ -241,78 +268,136 @@ func (s *Store) indexAfterRotate(ctx context.Context, newKey string) error {
 	return nil
 }
 
-// DeleteByValue deletes every live session whose value of name is value
-// (compact JSON text, see storage.IndexValue) and returns how many it
-// deleted (storage.Indexer). It reads the value's index set (ZSCAN) and
-// checks and deletes each member's session in one script, in pipelined
-// batches; deleted members leave the set. Members whose session no longer
-// holds the value stay until their deadline prunes them: one may be a
-// session being written right now, indexed just before its write.
-func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMessage) (int, error) {
+// DeleteByValue deletes every live session whose value of name equals
+// value as a JSON value (storage.IndexValue) and, when audience is not
+// empty, whose audience is audience; it returns how many it deleted per
+// audience (storage.Indexer). It reads the value's index set (ZSCAN, 200
+// members a page) and, per page, reads the members' value and audience
+// in one pipeline and deletes the matches with deleteIfScript in another;
+// deleted members leave the set. Members whose session no longer holds
+// the value stay until their deadline prunes them: one may be a session
+// being written right now, indexed just before its write.
+func (s *Store) DeleteByValue(ctx context.Context, name string, value json.RawMessage, audience string) (map[string]int, error) {
 	if !s.idx.has(name) {
-		return 0, fmt.Errorf("redis store: %w: %q", storage.ErrNotIndexed, name)
+		return nil, fmt.Errorf("redis store: %w: %q", storage.ErrNotIndexed, name)
 	}
-	zkey := s.indexKey(name, value)
-	field := valuePrefix + name
+	want, err := storage.IndexValue(value)
+	if err != nil {
+		return nil, fmt.Errorf("redis store: delete by value: %w", err)
+	}
+	sets := []string{s.indexKey(name, want)}
+	if !bytes.Equal(want, value) {
+		sets = append(sets, s.indexKey(name, value)) // an earlier version's set
+	}
+	m := matcher{field: valuePrefix + name, value: want, audience: audience}
+	deleted := make(map[string]int)
 	now := time.Now().UnixMilli()
-	deleted := 0
-	var cursor uint64
-	for {
-		page, next, err := s.client.ZScan(ctx, zkey, cursor, "", 200).Result()
-		if err != nil {
-			return deleted, unavailable("index scan", err)
-		}
-		var members []string
-		for i := 0; i+1 < len(page); i += 2 {
-			score, err := strconv.ParseFloat(page[i+1], 64)
-			if err == nil && int64(score) <= now {
-				continue // past its deadline: no live session
+	for _, zkey := range sets {
+		var cursor uint64
+		for {
+			page, next, err := s.client.ZScan(ctx, zkey, cursor, "", 200).Result()
+			if err != nil {
+				return deleted, unavailable("index scan", err)
 			}
-			members = append(members, page[i])
-		}
-		n, err := s.deleteMembers(ctx, zkey, field, value, members)
-		deleted += n
-		if err != nil {
-			return deleted, err
-		}
-		if cursor = next; cursor == 0 {
-			return deleted, nil
+			var members []string
+			for i := 0; i+1 < len(page); i += 2 {
+				score, err := strconv.ParseFloat(page[i+1], 64)
+				if err == nil && int64(score) <= now {
+					continue // past its deadline: no live session
+				}
+				members = append(members, page[i])
+			}
+			if err := s.deleteMembers(ctx, zkey, m, members, deleted); err != nil {
+				return deleted, err
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
 		}
 	}
+	return deleted, nil
 }
 
-// deleteMembers runs deleteIfScript on each member's session, pipelined,
-// and removes the deleted ones from the set.
-func (s *Store) deleteMembers(ctx context.Context, zkey, field string, value []byte, members []string) (int, error) {
+// matcher is what DeleteByValue looks for.
+type matcher struct {
+	field    string          // "v:<name>"
+	value    json.RawMessage // in storage.IndexValue form
+	audience string          // "" for any
+}
+
+// holds reports whether a session's stored text and audience match.
+func (m matcher) holds(text, audience string) bool {
+	if m.audience != "" && audience != m.audience {
+		return false
+	}
+	if text == string(m.value) {
+		return true // already canonical: most values the handler writes
+	}
+	c, err := storage.IndexValue([]byte(text))
+	return err == nil && bytes.Equal(c, m.value)
+}
+
+// deleteMembers reads each member's session (pipelined HMGETs), and runs
+// deleteIfScript, pipelined, on those that hold the value; it adds what it
+// deleted to deleted, by audience, and removes those members from the set.
+func (s *Store) deleteMembers(ctx context.Context, zkey string, m matcher, members []string, deleted map[string]int) error {
 	if len(members) == 0 {
-		return 0, nil
+		return nil
 	}
 	pipe := s.client.Pipeline()
-	cmds := make([]*goredis.Cmd, len(members))
-	for i, m := range members {
+	reads := make([]*goredis.SliceCmd, len(members))
+	for i, mem := range members {
+		reads[i] = pipe.HMGet(ctx, s.prefix+mem, m.field, fieldAudience, fieldRotated, fieldCreated)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable("delete by value: read", err)
+	}
+	type match struct{ member, text, audience string }
+	var matches []match
+	for i, r := range reads {
+		v := r.Val()
+		if len(v) != 4 || v[2] != nil || v[3] == nil {
+			continue // gone, or a tombstone
+		}
+		text, ok := v[0].(string)
+		if !ok {
+			continue // no longer holds the name
+		}
+		aud, _ := v[1].(string)
+		if m.holds(text, aud) {
+			matches = append(matches, match{members[i], text, aud})
+		}
+	}
+	if len(matches) == 0 {
+		return nil
+	}
+	pipe = s.client.Pipeline()
+	cmds := make([]*goredis.Cmd, len(matches))
+	for i, x := range matches {
 		// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and
 		// this is an operator's occasional call.
-		cmds[i] = deleteIfScript.Eval(ctx, pipe, []string{s.prefix + m}, field, value)
+		cmds[i] = deleteIfScript.Eval(ctx, pipe, []string{s.prefix + x.member}, m.field, x.text, x.audience)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		if s.cache != nil {
 			s.cache.flush() // some of them may be gone
 		}
-		return 0, unavailable("delete by value", err)
+		return unavailable("delete by value", err)
 	}
 	var gone []any
 	for i, c := range cmds {
 		if n, _ := c.Int(); n == 1 {
-			gone = append(gone, members[i])
-			s.evict(members[i])
+			gone = append(gone, matches[i].member)
+			deleted[matches[i].audience]++
+			s.evict(matches[i].member)
 		}
 	}
 	if len(gone) > 0 {
 		if err := s.client.ZRem(ctx, zkey, gone...).Err(); err != nil {
-			return len(gone), unavailable("index remove", err)
+			return unavailable("index remove", err)
 		}
 	}
-	return len(gone), nil
+	return nil
 }
 
 var (

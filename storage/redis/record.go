@@ -16,6 +16,8 @@ const (
 	fieldDeadline = "deadline"
 	fieldExpires  = "expires"
 	fieldRotated  = "rotated"
+	fieldAudience = "aud"
+	fieldNew      = "new"
 	valuePrefix   = "v:"
 )
 
@@ -44,7 +46,11 @@ func decodeHash(h map[string]string) (*storage.Record, bool) {
 	if _, moved := h[fieldRotated]; moved {
 		return nil, false
 	}
-	rec := &storage.Record{Values: make(map[string]json.RawMessage, max(len(h)-3, 0))}
+	rec := &storage.Record{
+		Values:   make(map[string]json.RawMessage, max(len(h)-3, 0)),
+		Audience: h[fieldAudience],
+	}
+	_, rec.New = h[fieldNew]
 	var ok [3]bool
 	rec.Created, ok[0] = parseNanos(h[fieldCreated])
 	rec.Deadline, ok[1] = parseNanos(h[fieldDeadline])
@@ -61,9 +67,10 @@ func decodeHash(h map[string]string) (*storage.Record, bool) {
 }
 
 // decodeMerge builds a Record from mergeScript's "ok" reply: created,
-// deadline, expires, then name/value pairs.
+// deadline, expires, audience, "1" when New, then name/value pairs.
 func decodeMerge(res []any) (*storage.Record, error) {
-	if len(res) < 4 || len(res)%2 != 0 {
+	const head = 6
+	if len(res) < head || len(res)%2 != 0 {
 		return nil, fmt.Errorf("malformed reply of %d items", len(res))
 	}
 	var times [3]time.Time
@@ -75,13 +82,17 @@ func decodeMerge(res []any) (*storage.Record, error) {
 		}
 		times[i] = t
 	}
+	aud, _ := res[4].(string)
+	isNew, _ := res[5].(string)
 	rec := &storage.Record{
-		Values:   make(map[string]json.RawMessage, (len(res)-4)/2),
+		Values:   make(map[string]json.RawMessage, (len(res)-head)/2),
 		Created:  times[0],
 		Deadline: times[1],
 		Expires:  times[2],
+		Audience: aud,
+		New:      isNew == "1",
 	}
-	for i := 4; i < len(res); i += 2 {
+	for i := head; i < len(res); i += 2 {
 		name, _ := res[i].(string)
 		value, _ := res[i+1].(string)
 		rec.Values[name] = json.RawMessage(value)

@@ -41,7 +41,7 @@
 //     command or the __redis__:invalidate channel, a renamed command), the
 //     cache stays off, the store works as without it, and Config.Log gets
 //     one line saying so (tracking is tried again now and then, silently).
-//  4. Writes through this Store (Merge, Touch, Delete, Rotate,
+//  4. Writes through this Store (Merge, Touch, Confirm, Delete, Rotate,
 //     DeleteByValue) evict their keys locally when they return, so that
 //     this process reads its own writes at once, whatever the timing of
 //     their invalidations. Only live sessions are cached, and an entry is
@@ -205,6 +205,12 @@ func (s *Store) evict(keys ...string) {
 
 // Merge applies patch to the session under key in one atomic script, with
 // the checks and errors of storage.Apply, and returns the result.
+//
+// A session it creates gets opts.Audience, and is New when opts.NewTTL is
+// positive: its expiry, and so its key's TTL, is then at most Created +
+// NewTTL (opts.ExpiresOf). A merge into a New session keeps it New and
+// within that end, unless opts.Confirm confirms it; a merge never changes
+// the audience of a session.
 func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
 	// Bad names are refused before any round trip, as Apply would.
 	for name := range patch {
@@ -235,9 +241,17 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if maxSize <= 0 {
 		maxSize = storage.DefaultMaxSize
 	}
-	args := make([]any, 0, 6+2*len(patch))
+	newTTL := ""
+	if opts.NewTTL > 0 {
+		newTTL = strconv.FormatInt(int64(opts.NewTTL), 10)
+	}
+	confirm := "0"
+	if opts.Confirm {
+		confirm = "1"
+	}
+	args := make([]any, 0, 9+2*len(patch))
 	args = append(args, create, nanos(now), nanos(opts.Deadline), idle,
-		strconv.Itoa(maxKeys), strconv.Itoa(maxSize))
+		strconv.Itoa(maxKeys), strconv.Itoa(maxSize), opts.Audience, newTTL, confirm)
 	for name, v := range patch {
 		if storage.IsNull(v) {
 			args = append(args, name, "")
@@ -277,13 +291,28 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 }
 
 // Touch moves the expiry of the live session under key to expires (never
-// past its deadline) without rewriting its values. A missing session stays
-// missing.
+// past its deadline, nor, while it is New, past its new-session end)
+// without rewriting its values. A missing session stays missing.
 func (s *Store) Touch(ctx context.Context, key string, expires time.Time) error {
 	defer s.evict(key)
-	err := touchScript.Run(ctx, s.client, []string{s.prefix + key}, nanos(expires), nanos(time.Now())).Err()
+	err := touchScript.Run(ctx, s.client, []string{s.prefix + key}, nanos(expires), nanos(time.Now()), "0").Err()
 	if err != nil {
 		return unavailable("touch", err)
+	}
+	return nil
+}
+
+// Confirm clears New on the live session under key and moves its expiry
+// to expires, never past its deadline (storage.Confirmer): one script, one
+// round trip, that writes only the expiry and removes the 'new' field, so
+// the key's TTL follows the confirmed expiry. A missing session stays
+// missing; a confirmed one only has its expiry moved, as by Touch. Like
+// every write, it evicts the key from the local read cache.
+func (s *Store) Confirm(ctx context.Context, key string, expires time.Time) error {
+	defer s.evict(key)
+	err := touchScript.Run(ctx, s.client, []string{s.prefix + key}, nanos(expires), nanos(time.Now()), "1").Err()
+	if err != nil {
+		return unavailable("confirm", err)
 	}
 	return nil
 }
@@ -365,22 +394,33 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 	return s.indexAfterRotate(ctx, newKey)
 }
 
-// Count returns how many records the store holds, by SCAN over every
-// master (never KEYS, which blocks Redis). It is approximate: SCAN may
-// count a key twice or miss one that changes during the scan, and a
-// record moved by Rotate in the last few seconds counts until its
-// tombstone expires. Index sets (index.go) are not counted.
-func (s *Store) Count(ctx context.Context) (int, error) {
+// Count returns how many live sessions the store holds, New and confirmed
+// (storage.Counter), by SCAN over every master (never KEYS, which blocks
+// Redis): for each page of at most 1000 keys, one pipeline of HMGETs
+// reads the metadata of its sessions, so the count costs two round trips
+// per page and never holds Redis up. Rotation tombstones, broken hashes
+// and index sets (index.go) are not counted. It is approximate: SCAN may
+// count a key twice or miss one that changes during the scan.
+func (s *Store) Count(ctx context.Context) (storage.Counts, error) {
 	match := escapeGlob(s.prefix) + "*"
-	var n atomic.Int64
+	var newN, confirmed atomic.Int64
 	scan := func(ctx context.Context, c goredis.Cmdable) error {
-		iter := c.Scan(ctx, 0, match, 1000).Iterator()
-		for iter.Next(ctx) {
-			if !s.isIndexKey(iter.Val()) {
-				n.Add(1)
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, match, countBatch).Result()
+			if err != nil {
+				return err
+			}
+			n, conf, err := s.countPage(ctx, c, keys)
+			if err != nil {
+				return err
+			}
+			newN.Add(int64(n))
+			confirmed.Add(int64(conf))
+			if cursor = next; cursor == 0 {
+				return nil
 			}
 		}
-		return iter.Err()
 	}
 	var err error
 	if cc, ok := s.client.(*goredis.ClusterClient); ok {
@@ -391,9 +431,54 @@ func (s *Store) Count(ctx context.Context) (int, error) {
 		err = scan(ctx, s.client)
 	}
 	if err != nil {
-		return 0, unavailable("count", err)
+		return storage.Counts{}, unavailable("count", err)
 	}
-	return int(n.Load()), nil
+	return storage.Counts{New: int(newN.Load()), Confirmed: int(confirmed.Load())}, nil
+}
+
+// countBatch is how many keys Count asks SCAN for at a time.
+const countBatch = 1000
+
+// countPage reads the metadata of one SCAN page's sessions, on the server
+// that SCAN ran on, and counts the live ones. A key that a resharding
+// moved meanwhile (its HMGET answers an error) is not counted.
+func (s *Store) countPage(ctx context.Context, c goredis.Cmdable, keys []string) (isNew, confirmed int, err error) {
+	pipe := c.Pipeline()
+	var cmds []*goredis.SliceCmd
+	for _, k := range keys {
+		if !s.isIndexKey(k) {
+			cmds = append(cmds, pipe.HMGet(ctx, k, fieldCreated, fieldDeadline, fieldExpires, fieldRotated, fieldNew))
+		}
+	}
+	if len(cmds) == 0 {
+		return 0, 0, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		var rerr goredis.Error
+		if !errors.As(err, &rerr) {
+			return 0, 0, err
+		}
+	}
+	now := time.Now()
+	for _, cmd := range cmds {
+		v, err := cmd.Result()
+		if err != nil || len(v) != 5 || v[0] == nil || v[3] != nil {
+			continue // gone, moved, or a tombstone
+		}
+		d, _ := v[1].(string)
+		e, _ := v[2].(string)
+		deadline, ok1 := parseNanos(d)
+		expires, ok2 := parseNanos(e)
+		if !ok1 || !ok2 || !now.Before(deadline) || !now.Before(expires) {
+			continue
+		}
+		if v[4] != nil {
+			isNew++
+		} else {
+			confirmed++
+		}
+	}
+	return isNew, confirmed, nil
 }
 
 // Ping checks that Redis answers, for health checks and a log line at
@@ -447,4 +532,7 @@ func escapeGlob(s string) string {
 	return b.String()
 }
 
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store     = (*Store)(nil)
+	_ storage.Confirmer = (*Store)(nil)
+)

@@ -121,8 +121,11 @@ func checkTombstone(t *testing.T, s *Store, key string) {
 	if err := s.Touch(ctx, key, now.Add(time.Hour)); err != nil {
 		t.Fatalf("Touch of a tombstone: %v", err)
 	}
+	if err := s.Confirm(ctx, key, now.Add(time.Hour)); err != nil {
+		t.Fatalf("Confirm of a tombstone: %v", err)
+	}
 	if pttl := s.client.PTTL(ctx, s.prefix+key).Val(); pttl > tombstoneTTL {
-		t.Fatalf("Touch extended a tombstone to %s", pttl)
+		t.Fatalf("Touch or Confirm extended a tombstone to %s", pttl)
 	}
 	rec, err := s.Merge(ctx, key, patch, storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour)})
 	if err != nil {

@@ -53,7 +53,8 @@ func TestRoundTrips(t *testing.T) {
 			ctx := t.Context()
 			key := storage.Key("round-trips")
 			now := time.Now()
-			opts := storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour), IdleTimeout: time.Minute}
+			opts := storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour), IdleTimeout: time.Minute,
+				Audience: "shop.example.com", NewTTL: 10 * time.Minute}
 			patch := map[string]json.RawMessage{"a": json.RawMessage(`1`)}
 
 			loadScripts(t, s)
@@ -70,6 +71,7 @@ func TestRoundTrips(t *testing.T) {
 				{"Merge", 1, func() error { _, err := s.Merge(ctx, key, patch, opts); return err }},
 				{"Load", 1, func() error { _, err := s.Load(ctx, key); return err }},
 				{"Touch", 1, func() error { return s.Touch(ctx, key, time.Now().Add(time.Minute)) }},
+				{"Confirm", 1, func() error { return s.Confirm(ctx, key, time.Now().Add(time.Minute)) }},
 				{"Rotate", rotateTrips, func() error {
 					rotations++
 					next := storage.Key("round-trips-" + string(rune('a'+rotations)))

@@ -13,8 +13,18 @@ import goredis "github.com/redis/go-redis/v9"
 //	created   unix nanoseconds, as decimal text
 //	deadline  unix nanoseconds: the absolute end
 //	expires   unix nanoseconds: the idle expiry (never after deadline)
+//	aud       the session's audience (Record.Audience); absent when empty
+//	new       present only while the session is New (Record.New): unix
+//	          nanoseconds, the end of its new-session life (created +
+//	          the NewTTL it was created with), past which no Touch and no
+//	          unconfirmed Merge moves its expiry; Confirm removes it
 //	v:<name>  the JSON text of session key <name>
 //	rotated   present only on a record that Rotate moved away (see below)
+//
+// A hash written before aud and new existed reads as a confirmed session
+// of no audience. The key's PEXPIREAT always follows expires, so a New
+// session that is never confirmed leaves Redis at its new-session end, not
+// at its deadline.
 //
 // Times are kept in nanoseconds so that a Record comes back exactly as the
 // caller's times went in. Lua numbers are doubles, exact only to about
@@ -29,6 +39,33 @@ const luaLib = `
 local function ms(ns)
   if #ns <= 6 then return '0' end
   return string.sub(ns, 1, -7)
+end
+
+-- addns returns the sum of two non-negative nanosecond times or durations
+-- given as decimal text, as text, exactly: Lua's doubles are not exact at
+-- today's nanoseconds, so the digits are added in two parts.
+local function addns(a, b)
+  local ah, al = tonumber(string.sub(a, 1, -10)) or 0, tonumber(string.sub(a, -9))
+  local bh, bl = tonumber(string.sub(b, 1, -10)) or 0, tonumber(string.sub(b, -9))
+  local l, h = al + bl, ah + bh
+  if l >= 1000000000 then l, h = l - 1000000000, h + 1 end
+  if h == 0 then return string.format('%d', l) end
+  return string.format('%d%09d', h, l)
+end
+
+-- earlier returns whichever of two times given as text comes first.
+local function earlier(a, b)
+  if tonumber(b) < tonumber(a) then return b end
+  return a
+end
+
+-- newcap returns the new-session end of a New session from its 'new' and
+-- 'expires' fields, or nil for a confirmed one. A 'new' field that is not
+-- a time (written by something else) caps at the current expiry.
+local function newcap(new, expires)
+  if new == nil or new == false then return nil end
+  if tonumber(new) == nil then return expires end
+  return new
 end
 
 -- read returns the hash at key as its flat HGETALL list, its metadata
@@ -85,27 +122,38 @@ end
 //	ARGV[4]  now + idle timeout (ns), or "" without one
 //	ARGV[5]  max keys
 //	ARGV[6]  max size (bytes of the JSON object)
-//	ARGV[7…] name, value pairs; an empty value deletes the name
+//	ARGV[7]  audience of a created session, or ""
+//	ARGV[8]  new-session TTL (ns), or "" without one: a created session is
+//	         New, and a New one ends at created + this at the latest
+//	ARGV[9]  "1" to confirm a New session (clear 'new')
+//	ARGV[10…] name, value pairs; an empty value deletes the name
 //
-// It returns {"ok", created, deadline, expires, name, value, ...} with the
-// whole resulting session, {"notfound"}, {"collision", key, other} or
-// {"limit", "keys"|"size", limit, got}. A refused merge writes nothing.
-// The checks mirror storage.Apply; names were validated by the caller.
+// It returns {"ok", created, deadline, expires, audience, "1"|"0" (New),
+// name, value, ...} with the whole resulting session, {"notfound"},
+// {"collision", key, other} or {"limit", "keys"|"size", limit, got}. A
+// refused merge writes nothing. The checks mirror storage.Apply; names
+// were validated by the caller.
 var mergeScript = goredis.NewScript(luaLib + `
 local key = KEYS[1]
 local now = tonumber(ARGV[2])
 local _, meta, vals, live = read(key, now)
 local fresh = not live
-local created, deadline = meta.created, meta.deadline
+local created, deadline, aud = meta.created, meta.deadline, meta.aud
+local cap = nil
 if fresh then
   if ARGV[1] ~= '1' then return {'notfound'} end
   vals = {}
   created, deadline = ARGV[2], ARGV[3]
+  if ARGV[7] ~= '' then aud = ARGV[7] else aud = nil end
+  if ARGV[8] ~= '' then cap = addns(created, ARGV[8]) end
+elseif ARGV[9] ~= '1' then
+  cap = newcap(meta.new, meta.expires)
+  if cap ~= nil and ARGV[8] ~= '' then cap = earlier(cap, addns(created, ARGV[8])) end
 end
 
 local out = {}
 for k, v in pairs(vals) do out[k] = v end
-for i = 7, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   if ARGV[i + 1] == '' then out[ARGV[i]] = nil else out[ARGV[i]] = ARGV[i + 1] end
 end
 
@@ -117,7 +165,7 @@ for k in pairs(out) do
   if byhk[x] == nil then byhk[x] = {} end
   table.insert(byhk[x], k)
 end
-for i = 7, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   local k = ARGV[i]
   if ARGV[i + 1] ~= '' then
     for _, o in ipairs(byhk[hk(k)]) do
@@ -137,16 +185,23 @@ if n > tonumber(ARGV[5]) then return {'limit', 'keys', tonumber(ARGV[5]), n} end
 if size > tonumber(ARGV[6]) then return {'limit', 'size', tonumber(ARGV[6]), size} end
 
 local expires = deadline
-if ARGV[4] ~= '' and tonumber(ARGV[4]) < tonumber(deadline) then expires = ARGV[4] end
+if ARGV[4] ~= '' then expires = earlier(expires, ARGV[4]) end
+if cap ~= nil then expires = earlier(expires, cap) end
 
 local set = {'expires', expires}
+local del = {}
 if fresh then
   redis.call('DEL', key)
   table.insert(set, 'created'); table.insert(set, created)
   table.insert(set, 'deadline'); table.insert(set, deadline)
+  if aud ~= nil then table.insert(set, 'aud'); table.insert(set, aud) end
 end
-local del = {}
-for i = 7, #ARGV, 2 do
+if cap ~= nil then
+  table.insert(set, 'new'); table.insert(set, cap)
+elseif not fresh and meta.new ~= nil then
+  table.insert(del, 'new')
+end
+for i = 10, #ARGV, 2 do
   local k, v = ARGV[i], ARGV[i + 1]
   if v ~= '' then
     table.insert(set, 'v:' .. k); table.insert(set, v)
@@ -158,7 +213,9 @@ batched('HDEL', key, del, 1)
 batched('HSET', key, set, 1)
 redis.call('PEXPIREAT', key, ms(expires))
 
-local res = {'ok', created, deadline, expires}
+local isnew = '0'
+if cap ~= nil then isnew = '1' end
+local res = {'ok', created, deadline, expires, aud or '', isnew}
 for k, v in pairs(out) do
   table.insert(res, k); table.insert(res, v)
 end
@@ -166,18 +223,26 @@ return res
 `)
 
 // touchScript moves the expiry of the live session at KEYS[1] to ARGV[1]
-// (ns), capped at its deadline, given now ARGV[2] (ns). It reads only the
-// metadata and writes only the expiry: a concurrent Merge is never undone,
-// and a deleted or rotated session is never re-created. It returns 1 when
-// it moved the expiry, 0 when there was no live session.
+// (ns), capped at its deadline (and, while it is New, at its new-session
+// end), given now ARGV[2] (ns). When ARGV[3] is "1" it confirms the
+// session too (Store.Confirm): it removes 'new', and the cap with it. It
+// reads only the metadata and writes only the expiry (and 'new'): a
+// concurrent Merge is never undone, and a deleted or rotated session is
+// never re-created. It returns 1 when it moved the expiry, 0 when there
+// was no live session.
 var touchScript = goredis.NewScript(luaLib + `
 local key = KEYS[1]
-local m = redis.call('HMGET', key, 'created', 'deadline', 'expires', 'rotated')
+local m = redis.call('HMGET', key, 'created', 'deadline', 'expires', 'rotated', 'new')
 local now = tonumber(ARGV[2])
 local d, e = tonumber(m[2]), tonumber(m[3])
 if not m[1] or m[4] or d == nil or e == nil or now >= d or now >= e then return 0 end
-local expires = ARGV[1]
-if tonumber(expires) >= d then expires = m[2] end
+local expires = earlier(ARGV[1], m[2])
+if ARGV[3] == '1' then
+  if m[5] then redis.call('HDEL', key, 'new') end
+else
+  local cap = newcap(m[5], m[3])
+  if cap ~= nil then expires = earlier(expires, cap) end
+end
 redis.call('HSET', key, 'expires', expires)
 redis.call('PEXPIREAT', key, ms(expires))
 return 1
