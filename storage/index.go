@@ -76,7 +76,8 @@ var ErrNotIndexed = errors.New("no index for that session key")
 // text, so that every encoding of one JSON value gives the same bytes:
 // strings unescaped and re-encoded one way (no HTML escaping, "\/" read as
 // "/", "\u00fc" as "ü"), numbers by their exact value (100, 1e2 and 100.0
-// are one number, written as an integer or a fraction in lowest terms),
+// are one number; written as plain digits, or d.ddde±x when the exponent
+// is large, never rounded),
 // object members sorted by name, and no white space. A store indexes and
 // compares IndexValue forms, never the text a client sent. It fails when
 // v is not one JSON value, or is null (a null value is a deleted key,

@@ -40,8 +40,10 @@ type Store interface {
 
 	// Touch moves the expiry of a live session to expires, without
 	// rewriting its values (a concurrent Merge must not be lost) and never
-	// past its Deadline. Touching a missing session is not an error and
-	// must not create one.
+	// past its Deadline, nor, for a New session, past the new-session end
+	// its creation set (Created + NewTTL): a store keeps that cap with the
+	// record, since Touch carries no NewTTL. Touching a missing session is
+	// not an error and must not create one.
 	Touch(ctx context.Context, key string, expires time.Time) error
 
 	// Delete removes the session stored under key. Deleting a missing
