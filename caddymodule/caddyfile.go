@@ -1,14 +1,12 @@
 package caddymodule
 
 import (
-	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 )
 
@@ -85,114 +83,80 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("session takes no arguments, only a block; got %q", d.Val())
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("duplicate subdirective %q; give it once", sub)
-		}
-		seen[sub] = true
-		var err error
-		switch sub {
-		case "secret":
-			h.Secrets, err = allArgs(d, 1)
-		case "cookie":
+	return parseBlock(d, "subdirective %q of session", subdirectives{
+		"secret": setStrings(&h.Secrets),
+		"cookie": func(d *caddyfile.Dispenser) (err error) {
 			h.Cookie, err = parseCookie(d)
-		case "store":
-			err = h.parseStore(d)
-		case "idle_timeout":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				h.IdleTimeout, err = parseDuration(d, sub, v)
-			}
-		case "api_path":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if v == "off" {
-					h.DisableAPI = true
-				} else if !strings.HasPrefix(v, "/") {
-					err = d.Errf("api_path %q must start with '/' (or be off)", v)
-				} else {
-					h.APIPath = v
-				}
-			}
-		case "client_writable":
-			h.ClientWritable, err = allArgs(d, 1)
-		case "client_readable":
-			h.ClientReadable, err = allArgs(d, 1)
-		case "trusted_origins":
-			h.TrustedOrigins, err = allArgs(d, 1)
-			for _, o := range h.TrustedOrigins {
-				if err == nil {
-					err = checkOrigin(d, o)
-				}
-			}
-		case "forward":
-			h.Forward, err = allArgs(d, 1)
-		case "max_body":
-			h.MaxBody, err = parseSize(d)
-		case "max_size":
-			h.MaxSize, err = parseSize(d)
-		case "max_keys":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				h.MaxKeys, err = strconv.Atoi(v)
-				if err != nil || h.MaxKeys < 1 {
-					err = d.Errf("max_keys %q: want a whole number of at least 1", v)
-				}
-			}
-		case "on_store_error":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if v != "fail_open" && v != "fail_closed" {
-					err = d.Errf("on_store_error %q: use fail_open or fail_closed", v)
-				}
-				h.OnStoreError = v
-			}
-		case "migrate_from":
-			var args []string
-			if args, err = allArgs(d, 1); err == nil {
-				if len(args) > 2 {
-					err = d.ArgErr()
-				} else if args[0] != MigrateHydrogenV1 {
-					err = d.Errf("migrate_from %q: the only source known is %s", args[0], MigrateHydrogenV1)
-				} else {
-					h.MigrateFrom = args[0]
-					if len(args) == 2 {
-						h.MigrateCookie = args[1]
-					}
-				}
-			}
-		case "sign_headers":
-			h.SignHeaders, err = oneArg(d)
-		case "index_key":
-			h.IndexKey, err = oneArg(d)
-		case "admin_id":
-			h.AdminID, err = oneArg(d)
-		case "audience":
-			h.Audience, err = oneArg(d)
-		case "new_session_ttl":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if v == "off" {
-					h.NewSessionTTL = -1
-				} else {
-					h.NewSessionTTL, err = parseDuration(d, sub, v)
-				}
-			}
-		case "vary_cookie":
-			var b bool
-			if b, err = parseSwitch(d); err == nil {
-				h.VaryCookie = &b
-			}
-		default:
-			return d.Errf("unknown subdirective %q of session; see the README for the syntax", sub)
-		}
-		if err != nil {
 			return err
-		}
-	}
-	return nil
+		},
+		"store":        h.parseStore,
+		"idle_timeout": setDuration(&h.IdleTimeout),
+		"api_path": func(d *caddyfile.Dispenser) error {
+			v, err := oneArg(d)
+			switch {
+			case err != nil:
+				return err
+			case v == "off":
+				h.DisableAPI = true
+			case !strings.HasPrefix(v, "/"):
+				return d.Errf("api_path %q must start with '/' (or be off)", v)
+			default:
+				h.APIPath = v
+			}
+			return nil
+		},
+		"client_writable": setStrings(&h.ClientWritable),
+		"client_readable": setStrings(&h.ClientReadable),
+		"trusted_origins": func(d *caddyfile.Dispenser) (err error) {
+			if h.TrustedOrigins, err = allArgs(d, 1); err != nil {
+				return err
+			}
+			for _, o := range h.TrustedOrigins {
+				if err := checkOrigin(d, o); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		"forward":        setStrings(&h.Forward),
+		"max_body":       setSize(&h.MaxBody),
+		"max_size":       setSize(&h.MaxSize),
+		"max_keys":       setInt(&h.MaxKeys, 1, 0),
+		"on_store_error": setEnum(&h.OnStoreError, storeErrorPolicies...),
+		"migrate_from": func(d *caddyfile.Dispenser) error {
+			args, err := allArgs(d, 1)
+			switch {
+			case err != nil:
+				return err
+			case len(args) > 2:
+				return d.ArgErr()
+			case args[0] != MigrateHydrogenV1:
+				return d.Errf("migrate_from %q: the only source known is %s", args[0], MigrateHydrogenV1)
+			}
+			h.MigrateFrom = args[0]
+			if len(args) == 2 {
+				h.MigrateCookie = args[1]
+			}
+			return nil
+		},
+		"sign_headers": setString(&h.SignHeaders),
+		"index_key":    setString(&h.IndexKey),
+		"admin_id":     setString(&h.AdminID),
+		"audience":     setString(&h.Audience),
+		"new_session_ttl": func(d *caddyfile.Dispenser) error {
+			v, err := oneArg(d)
+			switch {
+			case err != nil:
+				return err
+			case v == "off":
+				h.NewSessionTTL = -1
+				return nil
+			}
+			h.NewSessionTTL, err = parseDuration(d, "new_session_ttl", v)
+			return err
+		},
+		"vary_cookie": setSwitch(&h.VaryCookie),
+	})
 }
 
 // parseCookie reads `cookie [<name>] { ... }`.
@@ -207,61 +171,44 @@ func parseCookie(d *caddyfile.Dispenser) (*CookieConfig, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return nil, d.Errf("duplicate cookie subdirective %q; give it once", sub)
-		}
-		seen[sub] = true
-		var err error
-		switch sub {
-		case "name":
+	subs := subdirectives{
+		"name": func(d *caddyfile.Dispenser) (err error) {
 			if c.Name != "" {
-				return nil, d.Err("cookie name given twice")
+				return d.Err("cookie name given twice")
 			}
 			c.Name, err = oneArg(d)
-		case "path":
+			return err
+		},
+		"path": func(d *caddyfile.Dispenser) (err error) {
 			c.Path, err = oneArg(d)
 			if err == nil && !strings.HasPrefix(c.Path, "/") {
 				err = d.Errf("cookie path %q must start with '/'", c.Path)
 			}
-		case "domain":
-			c.Domain, err = oneArg(d)
-		case "max_age":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				c.MaxAge, err = parseDuration(d, "max_age", v)
+			return err
+		},
+		"domain":    setString(&c.Domain),
+		"max_age":   setDuration(&c.MaxAge),
+		"expires":   setString(&c.Expires),
+		"secure":    setEnum(&c.Secure, secureModes...),
+		"http_only": setSwitch(&c.HTTPOnly),
+		"same_site": setEnum(&c.SameSite, sameSiteModes...),
+	}
+	// Check the attributes as they come, so an error names the line that
+	// made the cookie invalid (a __Host- name with a domain, say): no later
+	// attribute can make an invalid cookie valid again.
+	for name, parse := range subs {
+		subs[name] = func(d *caddyfile.Dispenser) error {
+			if err := parse(d); err != nil {
+				return err
 			}
-		case "expires":
-			c.Expires, err = oneArg(d)
-		case "secure":
-			c.Secure, err = oneArg(d)
-			if err == nil && c.Secure != "auto" && c.Secure != "on" && c.Secure != "off" {
-				err = d.Errf("cookie secure %q: use auto, on or off", c.Secure)
+			if _, err := c.options(); err != nil {
+				return d.Errf("%v", err)
 			}
-		case "http_only":
-			var b bool
-			if b, err = parseSwitch(d); err == nil {
-				c.HTTPOnly = &b
-			}
-		case "same_site":
-			c.SameSite, err = oneArg(d)
-			if err == nil && c.SameSite != "lax" && c.SameSite != "strict" && c.SameSite != "none" {
-				err = d.Errf("cookie same_site %q: use lax, strict or none", c.SameSite)
-			}
-		default:
-			return nil, d.Errf("unknown cookie subdirective %q; known: path, domain, max_age, expires, secure, http_only, same_site", sub)
+			return nil
 		}
-		if err != nil {
-			return nil, err
-		}
-		// Check the attributes as they come, so an error names the line
-		// that made the cookie invalid (a __Host- name with a domain, say):
-		// no later attribute can make an invalid cookie valid again.
-		if _, err := c.options(); err != nil {
-			return nil, d.Errf("%v", err)
-		}
+	}
+	if err := parseBlock(d, "cookie subdirective %q", subs); err != nil {
+		return nil, err
 	}
 	if _, err := c.options(); err != nil {
 		return nil, d.Errf("%v", err)
@@ -282,66 +229,6 @@ func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
 	}
 	h.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
 	return nil
-}
-
-// oneArg reads exactly one argument.
-func oneArg(d *caddyfile.Dispenser) (string, error) {
-	var v string
-	if !d.AllArgs(&v) {
-		return "", d.ArgErr()
-	}
-	return v, nil
-}
-
-// allArgs reads the remaining arguments, at least min of them.
-func allArgs(d *caddyfile.Dispenser, min int) ([]string, error) {
-	args := d.RemainingArgs()
-	if len(args) < min {
-		return nil, d.ArgErr()
-	}
-	return args, nil
-}
-
-// parseDuration reads a duration such as 30m, 12h or 30d.
-func parseDuration(d *caddyfile.Dispenser, name, v string) (caddy.Duration, error) {
-	dur, err := caddy.ParseDuration(v)
-	if err != nil || dur <= 0 {
-		return 0, d.Errf("%s %q: want a positive duration such as 30m, 12h or 30d", name, v)
-	}
-	return caddy.Duration(dur), nil
-}
-
-// parseSize reads a size such as 65536, 64KiB or 1MB.
-func parseSize(d *caddyfile.Dispenser) (int64, error) {
-	name := d.Val()
-	v, err := oneArg(d)
-	if err != nil {
-		return 0, err
-	}
-	n, err := humanize.ParseBytes(v)
-	if err != nil || n == 0 || n > 1<<30 {
-		return 0, d.Errf("%s %q: want a size such as 65536, 64KiB or 1MB", name, v)
-	}
-	return int64(n), nil
-}
-
-// parseSwitch reads an optional on/off argument; no argument means on.
-func parseSwitch(d *caddyfile.Dispenser) (bool, error) {
-	name := d.Val()
-	args := d.RemainingArgs()
-	switch {
-	case len(args) == 0:
-		return true, nil
-	case len(args) > 1:
-		return false, d.ArgErr()
-	}
-	switch args[0] {
-	case "on", "true":
-		return true, nil
-	case "off", "false":
-		return false, nil
-	}
-	return false, d.Errf("%s %q: use on or off", name, args[0])
 }
 
 // checkOrigin refuses an origin that is not exactly scheme://host[:port].

@@ -46,6 +46,13 @@ type CookieConfig struct {
 	SameSite string `json:"same_site,omitempty"`
 }
 
+// The values of secure and same_site as the Caddyfile takes them (JSON
+// also takes true and false for on and off, in any case).
+var (
+	secureModes   = []string{"auto", "on", "off"}
+	sameSiteModes = []string{"lax", "strict", "none"}
+)
+
 // options turns the configuration into cookie.Options, with defaults.
 func (c *CookieConfig) options() (cookie.Options, error) {
 	if c == nil {
@@ -59,13 +66,13 @@ func (c *CookieConfig) options() (cookie.Options, error) {
 		HTTPOnly: c.HTTPOnly == nil || *c.HTTPOnly,
 	}
 	if o.Name == "" {
-		o.Name = DefaultCookieName
+		o.Name = cookie.DefaultName
 	}
 	if o.Path == "" {
-		o.Path = "/"
+		o.Path = cookie.DefaultPath
 	}
 	if o.MaxAge == 0 {
-		o.MaxAge = DefaultMaxAge
+		o.MaxAge = cookie.DefaultMaxAge
 	}
 	if o.MaxAge < time.Second {
 		return o, fmt.Errorf("cookie max_age %s is too short; use at least 1s", o.MaxAge)
@@ -85,7 +92,7 @@ func (c *CookieConfig) options() (cookie.Options, error) {
 	case "off", "false":
 		o.Secure = cookie.SecureOff
 	default:
-		return o, fmt.Errorf("cookie secure %q: use auto, on or off", c.Secure)
+		return o, fmt.Errorf("cookie secure %q: use %s", c.Secure, orList(secureModes))
 	}
 	switch strings.ToLower(c.SameSite) {
 	case "", "lax":
@@ -95,7 +102,7 @@ func (c *CookieConfig) options() (cookie.Options, error) {
 	case "none":
 		o.SameSite = http.SameSiteNoneMode
 	default:
-		return o, fmt.Errorf("cookie same_site %q: use lax, strict or none", c.SameSite)
+		return o, fmt.Errorf("cookie same_site %q: use %s", c.SameSite, orList(sameSiteModes))
 	}
 	if err := o.Validate(); err != nil {
 		return o, err

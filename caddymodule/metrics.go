@@ -219,8 +219,8 @@ func newHandlerMetrics(id, store string) *handlerMetrics {
 	} {
 		hm.events[ev] = vec.WithLabelValues(id, store)
 	}
-	hm.events[evFailOpen] = m.storeUnavailable.WithLabelValues(id, "fail_open")
-	hm.events[evFailClosed] = m.storeUnavailable.WithLabelValues(id, "fail_closed")
+	hm.events[evFailOpen] = m.storeUnavailable.WithLabelValues(id, failOpen)
+	hm.events[evFailClosed] = m.storeUnavailable.WithLabelValues(id, failClosed)
 	return hm
 }
 

@@ -185,16 +185,29 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Defaults.
+// Defaults. The cookie's are the cookie package's; the names here are
+// aliases kept for code that imports them.
 const (
-	DefaultCookieName = "__session"
-	DefaultAPIPath    = "/__session"
-	DefaultMaxAge     = 30 * 24 * time.Hour
-	DefaultMaxBody    = 64 << 10
-	DefaultMaxChunks  = 4
+	// DefaultCookieName is an alias of cookie.DefaultName.
+	DefaultCookieName = cookie.DefaultName
+	// DefaultMaxAge is an alias of cookie.DefaultMaxAge.
+	DefaultMaxAge = cookie.DefaultMaxAge
+	// DefaultMaxChunks is an alias of cookie.DefaultMaxChunks.
+	DefaultMaxChunks = cookie.DefaultMaxChunks
+
+	DefaultAPIPath = "/__session"
+	DefaultMaxBody = 64 << 10
 	// DefaultNewSessionTTL is how long an unconfirmed session lives.
 	DefaultNewSessionTTL = time.Hour
 )
+
+// The values of on_store_error.
+const (
+	failOpen   = "fail_open" // the default
+	failClosed = "fail_closed"
+)
+
+var storeErrorPolicies = []string{failOpen, failClosed}
 
 // Provision sets up the handler: defaults, secrets, store and policies.
 func (h *Handler) Provision(ctx caddy.Context) error {
@@ -257,11 +270,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	switch h.OnStoreError {
-	case "", "fail_open":
-	case "fail_closed":
+	case "", failOpen:
+	case failClosed:
 		h.failClosed = true
 	default:
-		return fmt.Errorf("on_store_error: unknown policy %q; use fail_open or fail_closed", h.OnStoreError)
+		return fmt.Errorf("on_store_error: unknown policy %q; use %s", h.OnStoreError, orList(storeErrorPolicies))
 	}
 
 	// Store.

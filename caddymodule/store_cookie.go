@@ -1,10 +1,10 @@
 package caddymodule
 
 import (
-	"strconv"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-session/caddy-session/cookie"
 )
 
 func init() {
@@ -35,7 +35,7 @@ func (CookieStore) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults.
 func (s *CookieStore) Provision(caddy.Context) error {
 	if s.MaxChunks == 0 {
-		s.MaxChunks = DefaultMaxChunks
+		s.MaxChunks = cookie.DefaultMaxChunks
 	}
 	return nil
 }
@@ -50,29 +50,9 @@ func (s *CookieStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("duplicate subdirective %q", sub)
-		}
-		seen[sub] = true
-		switch sub {
-		case "max_chunks":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 32 {
-				return d.Errf("max_chunks %q: want a whole number from 1 to 32", v)
-			}
-			s.MaxChunks = n
-		default:
-			return d.Errf("unknown subdirective %q of store cookie; known: max_chunks", sub)
-		}
-	}
-	return nil
+	return parseBlock(d, "subdirective %q of store cookie", subdirectives{
+		"max_chunks": setInt(&s.MaxChunks, 1, 32),
+	})
 }
 
 // Interface guards

@@ -80,27 +80,9 @@ func (f *FileStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if !d.AllArgs(&f.Dir) {
 		return d.Err("store file needs exactly one argument, the directory: store file /var/lib/caddy/sessions")
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("duplicate subdirective %q of store file", sub)
-		}
-		seen[sub] = true
-		switch sub {
-		case "sweep_interval":
-			v, err := oneArg(d)
-			if err != nil {
-				return err
-			}
-			if f.SweepInterval, err = parseDuration(d, sub, v); err != nil {
-				return err
-			}
-		default:
-			return d.Errf("unknown subdirective %q of store file; known: sweep_interval", sub)
-		}
-	}
-	return nil
+	return parseBlock(d, "subdirective %q of store file", subdirectives{
+		"sweep_interval": setDuration(&f.SweepInterval),
+	})
 }
 
 // Interface guards

@@ -106,37 +106,22 @@ func (m *MemoryStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("duplicate subdirective %q of store memory", sub)
-		}
-		seen[sub] = true
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
-		switch sub {
-		case "name":
-			m.Name = v
-		case "max_sessions":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return d.Errf("max_sessions %q: want a whole number of at least 1", v)
+	return parseBlock(d, "subdirective %q of store memory", subdirectives{
+		"name":         setString(&m.Name),
+		"max_sessions": setInt(&m.MaxSessions, 1, 0),
+		"max_bytes": func(d *caddyfile.Dispenser) error {
+			v, err := oneArg(d)
+			if err != nil {
+				return err
 			}
-			m.MaxSessions = n
-		case "max_bytes":
 			n, err := humanize.ParseBytes(v)
 			if err != nil || n < 1 || n > math.MaxInt64 {
 				return d.Errf("max_bytes %q: want a size such as 256MiB", v)
 			}
 			m.MaxBytes = int64(n)
-		default:
-			return d.Errf("unknown subdirective %q of store memory; known: name, max_sessions, max_bytes", sub)
-		}
-	}
-	return nil
+			return nil
+		},
+	})
 }
 
 // memoryPool lets the usage pool close a store when no config uses it.

@@ -254,85 +254,54 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for d.NextBlock(0) {
-		sub := d.Val()
-		if seen[sub] {
-			return d.Errf("duplicate subdirective %q of store redis", sub)
-		}
-		seen[sub] = true
-		var err error
-		switch sub {
-		case "url":
+	err := parseBlock(d, "subdirective %q of store redis", subdirectives{
+		"url": func(d *caddyfile.Dispenser) (err error) {
 			if s.URL != "" {
 				return d.Err("redis url given twice")
 			}
 			s.URL, err = oneArg(d)
-		case "addresses":
-			s.Addresses, err = allArgs(d, 1)
-		case "cluster":
+			return err
+		},
+		"addresses": setStrings(&s.Addresses),
+		"cluster": func(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			s.Cluster = true
-		case "sentinel_master":
-			s.SentinelMaster, err = oneArg(d)
-		case "sentinel_username":
-			s.SentinelUsername, err = oneArg(d)
-		case "sentinel_password":
-			s.SentinelPassword, err = oneArg(d)
-		case "username":
-			s.Username, err = oneArg(d)
-		case "password":
-			s.Password, err = oneArg(d)
-		case "db":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if s.DB, err = strconv.Atoi(v); err != nil || s.DB < 0 {
-					err = d.Errf("db %q: want a database number, 0 or more", v)
-				}
-			}
-		case "tls":
+			return nil
+		},
+		"sentinel_master":   setString(&s.SentinelMaster),
+		"sentinel_username": setString(&s.SentinelUsername),
+		"sentinel_password": setString(&s.SentinelPassword),
+		"username":          setString(&s.Username),
+		"password":          setString(&s.Password),
+		"db":                setInt(&s.DB, 0, 0),
+		"tls": func(d *caddyfile.Dispenser) (err error) {
 			s.TLS, err = parseRedisTLS(d)
-		case "key_prefix":
-			s.KeyPrefix, err = oneArg(d)
-		case "dial_timeout", "read_timeout", "write_timeout":
-			var v string
-			var dur caddy.Duration
-			if v, err = oneArg(d); err == nil {
-				if dur, err = parseDuration(d, sub, v); err == nil {
-					switch sub {
-					case "dial_timeout":
-						s.DialTimeout = dur
-					case "read_timeout":
-						s.ReadTimeout = dur
-					default:
-						s.WriteTimeout = dur
-					}
-				}
-			}
-		case "pool_size":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if s.PoolSize, err = strconv.Atoi(v); err != nil || s.PoolSize < 1 {
-					err = d.Errf("pool_size %q: want a whole number of at least 1", v)
-				}
-			}
-		case "local_cache":
-			var v string
-			if v, err = oneArg(d); err == nil {
-				if v == "off" {
-					s.LocalCache = -1
-				} else if s.LocalCache, err = strconv.Atoi(v); err != nil || s.LocalCache < 1 {
-					err = d.Errf("local_cache %q: want off or a number of sessions, at least 1", v)
-				}
-			}
-		default:
-			return d.Errf("unknown subdirective %q of store redis; see the README", sub)
-		}
-		if err != nil {
 			return err
-		}
+		},
+		"key_prefix":    setString(&s.KeyPrefix),
+		"dial_timeout":  setDuration(&s.DialTimeout),
+		"read_timeout":  setDuration(&s.ReadTimeout),
+		"write_timeout": setDuration(&s.WriteTimeout),
+		"pool_size":     setInt(&s.PoolSize, 1, 0),
+		"local_cache": func(d *caddyfile.Dispenser) error {
+			v, err := oneArg(d)
+			switch {
+			case err != nil:
+				return err
+			case v == "off":
+				s.LocalCache = -1
+				return nil
+			}
+			if s.LocalCache, err = strconv.Atoi(v); err != nil || s.LocalCache < 1 {
+				return d.Errf("local_cache %q: want off or a number of sessions, at least 1", v)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return err
 	}
 	if s.URL == "" && len(s.Addresses) == 0 {
 		return d.Err("store redis needs a URL (redis://host:6379/0) or addresses")
@@ -346,29 +315,14 @@ func parseRedisTLS(d *caddyfile.Dispenser) (*RedisTLS, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	seen := map[string]bool{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		sub := d.Val()
-		if seen[sub] {
-			return nil, d.Errf("duplicate tls subdirective %q", sub)
-		}
-		seen[sub] = true
-		v, err := oneArg(d)
-		if err != nil {
-			return nil, err
-		}
-		switch sub {
-		case "ca":
-			t.CA = v
-		case "cert":
-			t.Cert = v
-		case "key":
-			t.Key = v
-		case "server_name":
-			t.ServerName = v
-		default:
-			return nil, d.Errf("unknown tls subdirective %q; known: ca, cert, key, server_name", sub)
-		}
+	err := parseBlock(d, "tls subdirective %q of store redis", subdirectives{
+		"ca":          setString(&t.CA),
+		"cert":        setString(&t.Cert),
+		"key":         setString(&t.Key),
+		"server_name": setString(&t.ServerName),
+	})
+	if err != nil {
+		return nil, err
 	}
 	return t, nil
 }
