@@ -1,10 +1,8 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"hash/maphash"
 	"net/http"
-	"strings"
 	"sync"
 
 	"github.com/caddy-session/caddy-session/storage"
@@ -125,43 +123,4 @@ func (n *headerNames) get(key string) string {
 	}
 	n.mu.Unlock()
 	return name
-}
-
-// forwardedHeaders returns the headers that carry values upstream,
-// appended to dst: keys filtered out by forward are left out, and so are
-// values too large for a header (reported through oversize). All values
-// share one string.
-func (h *Handler) forwardedHeaders(values map[string]json.RawMessage, dst []headerPair, oversize func(key string, n int)) []headerPair {
-	if len(values) == 0 {
-		return nil
-	}
-	out := dst[:0]
-	size := 0
-	for _, v := range values {
-		size += len(v)
-	}
-	var b strings.Builder
-	b.Grow(size + 16)
-	for k, v := range values {
-		if h.forwardKeys != nil && !h.forwardKeys[k] {
-			continue
-		}
-		name := h.names.get(k)
-		if len(name)+maxHeaderValueLen(v) > maxForwardedHeader {
-			// Possibly too large: measure before writing.
-			if n := len(HeaderValue(v)); len(name)+n > maxForwardedHeader {
-				oversize(k, n)
-				continue
-			}
-		}
-		writeHeaderValue(&b, v)
-		out = append(out, headerPair{name: name, end: b.Len()})
-	}
-	all := b.String()
-	start := 0
-	for i := range out {
-		out[i].value = all[start:out[i].end]
-		start = out[i].end
-	}
-	return out
 }

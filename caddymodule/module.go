@@ -411,6 +411,20 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
+// Cleanup makes the handler unreachable from the admin API and ends its
+// use of the store's index. It tolerates a Provision that stopped half-way.
+func (h *Handler) Cleanup() error {
+	if h.ops.registered {
+		unregisterHandler(h)
+		h.ops.registered = false
+	}
+	if h.ops.release != nil {
+		h.ops.release()
+		h.ops.release = nil
+	}
+	return nil
+}
+
 // limits are the bounds of a merged session.
 func (h *Handler) limits() storage.Limits {
 	max := int(h.MaxSize)
@@ -426,5 +440,6 @@ func (h *Handler) limits() storage.Limits {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

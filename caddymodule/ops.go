@@ -66,20 +66,6 @@ func (h *Handler) provisionOps(ctx caddy.Context) error {
 	return nil
 }
 
-// Cleanup makes the handler unreachable from the admin API and ends its
-// use of the store's index. It tolerates a Provision that stopped half-way.
-func (h *Handler) Cleanup() error {
-	if h.ops.registered {
-		unregisterHandler(h)
-		h.ops.registered = false
-	}
-	if h.ops.release != nil {
-		h.ops.release()
-		h.ops.release = nil
-	}
-	return nil
-}
-
 // validAdminID reports whether id can be a path segment of the admin API.
 func validAdminID(id string) bool {
 	if id == "" || len(id) > 128 || id == "." || id == ".." {

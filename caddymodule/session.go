@@ -508,22 +508,3 @@ func (h *Handler) writeCookies(hdr http.Header, s *session, secure bool, now tim
 	addCacheControlPrivate(hdr)
 	return nil
 }
-
-// addCacheControlPrivate marks a response that sets the session cookie as
-// private, so shared caches never store it, unless it is already stricter.
-func addCacheControlPrivate(hdr http.Header) {
-	cc := hdr.Get("Cache-Control")
-	if containsToken(cc, "private") || containsToken(cc, "no-store") {
-		return
-	}
-	if cc == "" {
-		hdr.Set("Cache-Control", "private")
-		return
-	}
-	cc = removeToken(cc, "public")
-	if cc == "" {
-		hdr.Set("Cache-Control", "private")
-		return
-	}
-	hdr.Set("Cache-Control", "private, "+cc)
-}

@@ -96,31 +96,6 @@ func (t *trailerStripper) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// filterTokens returns the comma-separated tokens of values without those
-// drop matches, keeping the rest in order.
-func filterTokens(values []string, drop func(string) bool) []string {
-	var out []string
-	for _, v := range values {
-		var kept []string
-		changed := false
-		for _, tok := range strings.Split(v, ",") {
-			t := strings.TrimSpace(tok)
-			if t == "" || drop(t) {
-				changed = true
-				continue
-			}
-			kept = append(kept, t)
-		}
-		switch {
-		case !changed:
-			out = append(out, v)
-		case len(kept) > 0:
-			out = append(out, strings.Join(kept, ", "))
-		}
-	}
-	return out
-}
-
 // onlyWebSocket reports whether an Upgrade header asks for websocket and
 // nothing else.
 func onlyWebSocket(values []string) bool {
