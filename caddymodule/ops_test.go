@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -234,3 +235,18 @@ func TestMultiInstanceWarnings(t *testing.T) {
 
 // sharedStorage stands for a storage module other than the filesystem.
 type sharedStorage struct{ certmagic.Storage }
+
+// TestConfigStorage: a context of no config has no storage (and asking
+// does not panic); configStorage's check rests on caddy.Context's cfg
+// field, a pointer.
+func TestConfigStorage(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if st := configStorage(ctx); st != nil {
+		t.Fatalf("a context without a config: storage %T", st)
+	}
+	f, ok := reflect.TypeOf(caddy.Context{}).FieldByName("cfg")
+	if !ok || f.Type.Kind() != reflect.Pointer {
+		t.Fatalf("caddy.Context has no cfg pointer field (%v, %v): configStorage must find another way to tell a loaded config", ok, f.Type)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -121,10 +123,7 @@ func (RedisStore) CaddyModule() caddy.ModuleInfo {
 // Provision resolves placeholders and finds or creates the client for this
 // configuration. It does not connect.
 func (s *RedisStore) Provision(ctx caddy.Context) error {
-	// go-redis logs through a global logger to stderr, a line per failed
-	// dial: route it to Caddy's log at debug (the handler logs store
-	// errors itself, at error level, once per failed request).
-	goredis.SetLogger(redisLogger{ctx.Logger()})
+	useRedisLogger(ctx.Logger())
 	repl := caddy.NewReplacer()
 	r := func(v string) string { return repl.ReplaceAll(v, "") }
 	cfg := redis.Config{
@@ -327,12 +326,32 @@ func parseRedisTLS(d *caddyfile.Dispenser) (*RedisTLS, error) {
 	return t, nil
 }
 
-// redisLogger sends go-redis's own messages to Caddy's log at debug.
-type redisLogger struct{ l *zap.Logger }
+// go-redis logs through one logger for the whole process, to stderr by
+// default, a line per failed dial. The store routes it to Caddy's log at
+// debug (the handler logs store errors itself, at error level, once per
+// failed request): goredis.SetLogger is called once, with a logger that
+// writes through the logger of the latest provisioned RedisStore. That is
+// the logger of the newest config (a reload provisions the new config
+// before it cleans up the old), named http.session.stores.redis, so logs
+// that include or exclude that name keep doing so; caddy.Log(), Caddy's
+// default logger, would ignore them.
+var (
+	redisLogOnce sync.Once
+	redisLog     atomic.Pointer[zap.Logger]
+)
+
+// useRedisLogger makes go-redis log through l from now on.
+func useRedisLogger(l *zap.Logger) {
+	redisLog.Store(l)
+	redisLogOnce.Do(func() { goredis.SetLogger(redisLogger{}) })
+}
+
+// redisLogger sends go-redis's own messages to redisLog at debug.
+type redisLogger struct{}
 
 // Printf implements go-redis's logging interface.
-func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
-	if ce := r.l.Check(zap.DebugLevel, "go-redis"); ce != nil {
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if ce := redisLog.Load().Check(zap.DebugLevel, "go-redis"); ce != nil {
 		ce.Write(zap.String("message", fmt.Sprintf(format, v...)))
 	}
 }
