@@ -104,9 +104,9 @@ func TestCartInTwoTabs(t *testing.T) {
 // Server stores merge each write into the stored session atomically: both
 // keys survive. The cookie store keeps the session in the cookie itself, so
 // each response carries a whole session and the browser keeps the last
-// Set-Cookie it gets: the last write wins (DESIGN.md, README "Cookie
-// store"), and the session is then exactly what one of the two writes
-// answered, never a mix.
+// Set-Cookie it gets: the last write wins (README, "Cookie store"), and
+// the session is then exactly what one of the two writes answered, never
+// a mix.
 func TestConcurrentWritesFromTwoTabs(t *testing.T) {
 	forEachStore(t, func(t *testing.T, d *demo, base string, st store) {
 		a := d.visitor(t, "tab A")

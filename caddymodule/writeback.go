@@ -243,7 +243,8 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 	}
 }
 
-// applyControls runs the upstream's changes in DESIGN order.
+// applyControls runs the upstream's changes in the order the README
+// promises: Destroy, then each Set in order, then Rotate.
 func (h *Handler) applyControls(ctx context.Context, s *session, c controls, now time.Time) {
 	if c.destroy {
 		if err := h.destroy(ctx, s); err != nil {

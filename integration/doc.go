@@ -1,8 +1,8 @@
 // Package integration holds caddy-session's end-to-end tests. They build the
 // real Caddy binary from ./cmd/caddy once, start one Caddy process per test
 // with its own Caddyfile, ports and storage, put an in-process echo upstream
-// behind it, and check the behaviour DESIGN.md promises to browsers,
-// upstreams and operators. The package has no non-test code.
+// behind it, and check the behaviour the README and docs/ promise to
+// browsers, upstreams and operators. The package has no non-test code.
 //
 // Run them with:
 //

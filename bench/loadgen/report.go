@@ -12,8 +12,8 @@ import (
 	"strings"
 )
 
-// targets are the goals: a configuration's median throughput over
-// plain reverse_proxy's, measured in the same run.
+// targets are the performance goals: a configuration's median throughput
+// over plain reverse_proxy's, measured in the same run.
 var targets = map[string]float64{
 	"nosession": 0.98,
 	"cookie":    0.95,

@@ -30,12 +30,69 @@ const (
 const maxCacheShards = 64
 
 // localCache holds decoded sessions by store key, for Loads that would
-// otherwise make a round trip to Redis. The package doc states the rules
-// that keep it coherent; in short, an entry is inserted only by a Load
-// whose HGETALL no invalidation, local write, flush or change of state
-// overtook (the epoch and the shard's sequence number say so), and
-// entries are served only while the tracker proves that the invalidation
-// connection is live.
+// otherwise make a round trip to Redis.
+//
+// With one standalone server (Config.URL, or a single address) reached
+// without TLS, reads of a session that has not changed since this process
+// last read it are served from memory, without a round trip
+// (Config.LocalCache sizes the cache or turns it off). Redis itself says
+// when an entry must go: a dedicated connection of the store runs CLIENT
+// TRACKING ON REDIRECT <its own id> BCAST PREFIX <KeyPrefix> and
+// subscribes to __redis__:invalidate (RESP2), so Redis 6 or later sends it
+// the name of every key under the prefix that any client writes, deletes
+// or expires, normally well under a millisecond after the write
+// (tracking.go). The rules that keep the cache honest:
+//
+//  1. An invalidation must not be overtaken. A global epoch (bumped by every
+//     flush and every change of state) and a sequence number per shard of
+//     keys (bumped by every invalidation message of a key of the shard and
+//     by every local eviction) are noted by Load before its HGETALL; the
+//     reply is inserted only if both are unchanged and the cache is usable.
+//     The invalidation and the reply travel on different connections, so
+//     without this an older reply arriving after the invalidation of a
+//     newer write would be cached for good.
+//  2. The cache is usable only while its connection is known to be live:
+//     it is pinged every 500 ms with the send time as payload, and serves
+//     only while the latest ping answered was sent less than 1.5 s ago.
+//     Redis answers a ping after every invalidation it sent before it, on
+//     the same connection, so an entry served is never older than the last
+//     1.5 s. Otherwise Loads go to Redis and the cache is emptied. A
+//     connection error, a reconnection or a refused tracking command also
+//     empties and disables it, until the SUBSCRIBE of a new connection is
+//     confirmed.
+//  3. If Redis refuses tracking (older than 6, an ACL without the CLIENT
+//     command or the __redis__:invalidate channel, a renamed command), the
+//     cache stays off, the store works as without it, and Config.Log gets
+//     one line saying so (tracking is tried again now and then, silently).
+//  4. Writes through this Store (Merge, Touch, Confirm, Delete, Rotate,
+//     DeleteByValue) evict their keys locally when they return, so that
+//     this process reads its own writes at once, whatever the timing of
+//     their invalidations. Only live sessions are cached, and an entry is
+//     served only while Record.Live.
+//  5. Sentinel and Cluster get no cache: tracking is per server, and after
+//     a failover or a resharding the tracking connection could stay with a
+//     server that no longer receives the writes, live and silent, so that
+//     no rule above would catch it.
+//
+// A hit also needs the tracking connection to be quiet, before the lookup
+// and still after it: everything its reader took off the socket applied
+// (the reader waits for bytes before taking them, and says so), and no
+// unread byte on the socket (one non-blocking peek per hit). So an
+// invalidation that has reached this host is never overtaken by a request
+// that came after it, even before the tracker goroutine has run. TLS hides
+// decrypted bytes from the peek: a TLS connection gets no cache. Redis
+// writes the invalidations of a write in the same event-loop iteration as
+// its reply to the writer, so a browser's next request, which must first
+// get the writer's answer, finds the invalidation here
+// (TestCacheReadAfterWriteAcrossInstances checks this 300 times in a row;
+// without the check it fails within a few dozen). What is left is a network
+// that delays the invalidation to this instance longer than the writer's
+// answer takes to reach the browser and its next request to reach here;
+// and an undetected failure of the tracking connection (a frozen Redis, a
+// silent network), which can serve a session for at most about 1.5 s after
+// its last change was missed. An unreachable Redis lets reads of recently
+// read sessions succeed from memory for at most that long before they fail
+// fast as usual.
 type localCache struct {
 	seed     maphash.Seed
 	perShard int

@@ -110,7 +110,7 @@ type Config struct {
 	MaxRetries int
 
 	// LocalCache is how many sessions the in-process read cache holds
-	// (see the package doc): zero means DefaultLocalCache, a negative
+	// (see localCache): zero means DefaultLocalCache, a negative
 	// value turns the cache off. Only a standalone server (URL or one
 	// address) is cached; with Sentinel or Cluster the field is ignored
 	// and every Load reads from Redis.
@@ -135,7 +135,7 @@ func (c *Config) prefix() string {
 
 // localCacheSize returns the number of sessions to cache, or 0 for none:
 // the cache needs the invalidations of one server, so Sentinel and Cluster
-// get none, nor do TLS connections (see usesTLS and the package doc).
+// get none, nor do TLS connections (see usesTLS and localCache).
 func (c *Config) localCacheSize() int {
 	switch {
 	case c.LocalCache < 0, c.SentinelMaster != "", c.clusterMode(), c.usesTLS():

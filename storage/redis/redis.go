@@ -1,85 +1,12 @@
-// Package redis is a storage.Store on Redis or Valkey: standalone, Sentinel
-// or Cluster, for several Caddy instances sharing sessions.
-//
-// Each session is one hash under KeyPrefix + its store key, with its values
-// and times in fields and a TTL at its expiry (see scripts.go). A read from
-// Redis is one round trip (HGETALL); every write is one Lua script, also one
-// round trip, that checks, writes and sets the TTL atomically. Rotate in a
-// Cluster is the exception: two round trips, see Store.Rotate.
-//
-// # The local read cache
-//
-// With one standalone server (Config.URL, or a single address) reached
-// without TLS, reads of a
-// session that has not changed since this process last read it are served
-// from memory, without a round trip (Config.LocalCache sizes it or turns it
-// off). Redis itself says when an entry must go: a dedicated connection of
-// the store runs CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX
-// <KeyPrefix> and subscribes to __redis__:invalidate (RESP2), so Redis 6 or
-// later sends it the name of every key under the prefix that any client
-// writes, deletes or expires, normally well under a millisecond after the
-// write (cache.go, tracking.go). The rules that keep the cache honest:
-//
-//  1. An invalidation must not be overtaken. A global epoch (bumped by every
-//     flush and every change of state) and a sequence number per shard of
-//     keys (bumped by every invalidation message of a key of the shard and
-//     by every local eviction) are noted by Load before its HGETALL; the
-//     reply is inserted only if both are unchanged and the cache is usable.
-//     The invalidation and the reply travel on different connections, so
-//     without this an older reply arriving after the invalidation of a
-//     newer write would be cached for good.
-//  2. The cache is usable only while its connection is known to be live:
-//     it is pinged every 500 ms with the send time as payload, and serves
-//     only while the latest ping answered was sent less than 1.5 s ago.
-//     Redis answers a ping after every invalidation it sent before it, on
-//     the same connection, so an entry served is never older than the last
-//     1.5 s. Otherwise Loads go to Redis and the cache is emptied. A
-//     connection error, a reconnection or a refused tracking command also
-//     empties and disables it, until the SUBSCRIBE of a new connection is
-//     confirmed.
-//  3. If Redis refuses tracking (older than 6, an ACL without the CLIENT
-//     command or the __redis__:invalidate channel, a renamed command), the
-//     cache stays off, the store works as without it, and Config.Log gets
-//     one line saying so (tracking is tried again now and then, silently).
-//  4. Writes through this Store (Merge, Touch, Confirm, Delete, Rotate,
-//     DeleteByValue) evict their keys locally when they return, so that
-//     this process reads its own writes at once, whatever the timing of
-//     their invalidations. Only live sessions are cached, and an entry is
-//     served only while Record.Live.
-//  5. Sentinel and Cluster get no cache: tracking is per server, and after
-//     a failover or a resharding the tracking connection could stay with a
-//     server that no longer receives the writes, live and silent, so that
-//     no rule above would catch it.
-//
-// A hit also needs the tracking connection to be quiet, before the lookup
-// and still after it: everything its reader took off the socket applied
-// (the reader waits for bytes before taking them, and says so), and no
-// unread byte on the socket (one non-blocking peek per hit). So an
-// invalidation that has reached this host is never overtaken by a request
-// that came after it, even before the tracker goroutine has run. TLS hides
-// decrypted bytes from the peek: a TLS connection gets no cache. Redis
-// writes the invalidations of a write in the same event-loop iteration as
-// its reply to the writer, so a browser's next request, which must first
-// get the writer's answer, finds the invalidation here
-// (TestCacheReadAfterWriteAcrossInstances checks this 300 times in a row;
-// without the check it fails within a few dozen). What is left is a network
-// that delays the invalidation to this instance longer than the writer's
-// answer takes to reach the browser and its next request to reach here;
-// and an undetected failure of the tracking connection (a frozen Redis, a
-// silent network), which can serve a session for at most about 1.5 s after
-// its last change was missed. An unreachable Redis lets reads of recently
-// read sessions succeed from memory for at most that long before they fail
-// fast as usual. Config.LocalCache < 0 turns the cache off for those who
-// need every read to be a read from Redis.
-//
-// Load returns a copy: a new Record and Values map, which the caller may
-// change. The json.RawMessage values share their bytes with the cache, so
-// a caller must not change a value's bytes in place (no caller does: the
-// handler and storage.Apply replace values, and storetest asks the same of
-// every store).
-//
-// The package is plain Go, with no Caddy import; the Caddy module wraps a
-// Config and New.
+// Package redis is a storage.Store on Redis or Valkey (standalone,
+// Sentinel or Cluster), for several Caddy instances that share sessions.
+// Each session is one hash under Config.KeyPrefix plus its store key, its
+// values and times in fields, with a TTL at its expiry; a read is one
+// round trip (HGETALL), and every write one Lua script (scripts.go) that
+// checks, writes and sets the TTL atomically. A local read cache, kept
+// honest by Redis's client tracking, spares the round trip of rereading an
+// unchanged session (see localCache). The package is plain Go, with no
+// Caddy import; the Caddy module wraps a Config and New.
 package redis
 
 import (
@@ -160,8 +87,11 @@ func (s *Store) Close() error {
 
 // Load returns the live session under key, or storage.ErrNotFound. With
 // the local cache on, a session read before and not changed since comes
-// from memory (see the package doc for when that is); the caller may
-// change the returned record's Values map, not the bytes of its values.
+// from memory (see localCache for when that is). The record and its
+// Values map are the caller's to change; the bytes of the values are
+// shared with the cache and must not be changed in place (no caller does:
+// the handler and storage.Apply replace values, and storetest asks the
+// same of every store).
 func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 	var ticket cacheTicket
 	cached := false
