@@ -195,7 +195,9 @@ const (
 	// DefaultMaxChunks is an alias of cookie.DefaultMaxChunks.
 	DefaultMaxChunks = cookie.DefaultMaxChunks
 
+	// DefaultAPIPath is the session API's path.
 	DefaultAPIPath = "/__session"
+	// DefaultMaxBody is the largest API request body, in bytes.
 	DefaultMaxBody = 64 << 10
 	// DefaultNewSessionTTL is how long an unconfirmed session lives.
 	DefaultNewSessionTTL = time.Hour
