@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -36,6 +37,9 @@ func (CookieStore) CaddyModule() caddy.ModuleInfo {
 func (s *CookieStore) Provision(caddy.Context) error {
 	if s.MaxChunks == 0 {
 		s.MaxChunks = DefaultMaxChunks
+	}
+	if s.MaxChunks < 1 {
+		return errors.New("max_chunks must be at least 1")
 	}
 	return nil
 }
