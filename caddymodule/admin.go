@@ -224,12 +224,7 @@ type decoded struct {
 }
 
 // ref returns the decoded session's short keyed hash.
-func (d decoded) ref() string {
-	if d.h.store == nil {
-		return d.codec.Ref(d.v.payload.ID)
-	}
-	return d.codec.Ref(d.v.id)
-}
+func (d decoded) ref() string { return d.codec.Ref(d.v.id) }
 
 // decodeCookie finds the handlers whose secrets verify a cookie value. The
 // value may be given with its "name=" in front, as a browser's tools copy
@@ -301,34 +296,15 @@ func inspectCookie(ctx context.Context, handlers []*Handler, body cookieBody) (*
 	for _, d := range ds {
 		h := d.h
 		info := &sessionInfo{ID: h.ops.id, Store: h.storeName, Session: d.ref(), Stale: d.v.stale, Audience: d.v.audience}
-		if h.store == nil {
-			p := d.v.payload
-			c, dl, seen := time.UnixMilli(p.Created).UTC(), time.UnixMilli(p.Deadline).UTC(), time.UnixMilli(p.Seen).UTC()
-			if dd := h.deadlineFor(c); dd.Before(dl) {
-				dl = dd.UTC()
-			}
-			exp := dl
-			if h.IdleTimeout > 0 {
-				if e := seen.Add(time.Duration(h.IdleTimeout)); e.Before(exp) {
-					exp = e
-				}
-			}
-			info.Values, info.Created, info.Deadline, info.Expires = p.Values, &c, &dl, &exp
-			if !time.Now().Before(exp) {
-				info.Note = "the session has expired: the handler ignores this cookie"
-			}
-			return info, nil
-		}
-		rec, err := h.ops.raw.Load(ctx, d.v.storeKey)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			lastErr = apiErr(http.StatusNotFound, "the cookie verifies, but the store holds no live session for it (expired, evicted or destroyed)")
+		err := h.mode.inspect(ctx, h, d.v, info)
+		var apiErr caddy.APIError
+		if errors.As(err, &apiErr) && apiErr.HTTPStatus == http.StatusNotFound {
+			lastErr = err // another handler of the id may hold it
 			continue
-		case err != nil:
-			return nil, storeAPIErr(h, "load", err)
 		}
-		c, dl, exp := rec.Created.UTC(), rec.Deadline.UTC(), rec.Expires.UTC()
-		info.Values, info.Created, info.Deadline, info.Expires, info.New = rec.Values, &c, &dl, &exp, rec.New
+		if err != nil {
+			return nil, err
+		}
 		return info, nil
 	}
 	return nil, lastErr
@@ -341,7 +317,7 @@ func destroyCookie(ctx context.Context, w http.ResponseWriter, id string, handle
 	if err != nil {
 		return err
 	}
-	if ds[0].h.store == nil {
+	if ds[0].h.ops.raw == nil {
 		return apiErr(http.StatusNotImplemented, "handler %q uses the cookie store: a cookie-store session cannot be revoked on the server (it lives in the browser until it expires); rotate the secret to end them all, or use a server store", id)
 	}
 	destroyed := 0

@@ -208,7 +208,7 @@ func BenchmarkManySessions(b *testing.B) {
 			cookies := make([]string, n)
 			for i := range cookies {
 				id := cookie.NewID()
-				if _, err := h.store.Merge(b.Context(), storage.Key(id), values, storage.MergeOptions{
+				if _, err := h.ops.raw.Merge(b.Context(), storage.Key(id), values, storage.MergeOptions{
 					Create: true, Now: now, Deadline: now.Add(24 * time.Hour),
 				}); err != nil {
 					b.Fatal(err)

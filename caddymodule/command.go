@@ -150,13 +150,10 @@ func decodeCommand(out io.Writer, configFile, adapter, id string, value cookieBo
 	d := ds[0]
 	h := d.h
 	var info *sessionInfo
-	switch {
-	case h.store == nil:
-		info, err = inspectCookie(ctx, []*Handler{h}, value)
-	case h.storeName == "memory":
+	if local, ok := h.ops.raw.(HostLocalStore); ok && inProcess(local) {
 		// The sessions live in the running Caddy: ask it.
 		info, err = inspectThroughAdmin(adminAddr, h.ops.id, value)
-	default:
+	} else {
 		info, err = inspectCookie(ctx, []*Handler{h}, value)
 	}
 	if err != nil {
@@ -166,6 +163,12 @@ func decodeCommand(out io.Writer, configFile, adapter, id string, value cookieBo
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	return 0, enc.Encode(info)
+}
+
+// inProcess reports whether a store keeps its sessions in Caddy's process.
+func inProcess(s HostLocalStore) bool {
+	p, _ := s.SessionsOnHost()
+	return p
 }
 
 // inspectThroughAdmin asks a running Caddy's admin API for a session.

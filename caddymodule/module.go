@@ -154,7 +154,7 @@ type Handler struct {
 
 	opts          cookie.Options
 	secrets       *secretSource
-	store         storage.Store // nil for the cookie store
+	mode          persistence // cookieMode or serverMode (mode*.go)
 	maxChunks     int
 	writable      map[string]bool
 	readable      map[string]bool // nil: all
@@ -291,8 +291,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	switch s := mod.(type) {
 	case *CookieStore:
 		h.maxChunks = s.MaxChunks
+		h.mode = cookieMode{}
 	case storage.Store:
-		h.store = s
+		h.ops.raw = s // provisionOps gives the handler its instrumented copy
 		switch ttl := time.Duration(h.NewSessionTTL); {
 		case ttl == 0:
 			h.newTTL = DefaultNewSessionTTL
@@ -407,9 +408,6 @@ func (h *Handler) Validate() error {
 	if h.IdleTimeout < 0 {
 		return errors.New("idle_timeout must be positive")
 	}
-	if h.store == nil && h.maxChunks < 1 {
-		return errors.New("max_chunks must be at least 1")
-	}
 	return nil
 }
 
@@ -429,13 +427,7 @@ func (h *Handler) Cleanup() error {
 
 // limits are the bounds of a merged session.
 func (h *Handler) limits() storage.Limits {
-	max := int(h.MaxSize)
-	if h.store == nil {
-		// The cookie store is bounded by its chunks; Apply must not refuse
-		// first with a smaller number.
-		max = 1 << 30
-	}
-	return storage.Limits{MaxKeys: h.MaxKeys, MaxSize: max}
+	return storage.Limits{MaxKeys: h.MaxKeys, MaxSize: h.mode.maxSize(h)}
 }
 
 // Interface guards

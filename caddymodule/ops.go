@@ -42,9 +42,8 @@ func (h *Handler) provisionOps(ctx caddy.Context) error {
 		return fmt.Errorf("registering session metrics: %v", err)
 	}
 	h.ops.metrics = newHandlerMetrics(h.ops.id, h.storeName)
-	if h.store != nil {
-		h.ops.raw = h.store
-		h.store = newInstrumentedStore(h.store, h.ops.id, h.storeName)
+	if h.ops.raw != nil {
+		h.mode = serverMode{store: newInstrumentedStore(h.ops.raw, h.ops.id, h.storeName)}
 	}
 
 	if h.IndexKey != "" {
@@ -95,16 +94,11 @@ func (h *Handler) warnMultiInstance(ctx caddy.Context) {
 
 // multiInstanceWarnings returns the warnings of warnMultiInstance.
 func multiInstanceWarnings(storeName string, raw storage.Store, st certmagic.Storage) []string {
-	var dir string
-	switch s := raw.(type) {
-	case *MemoryStore:
-	case *FileStore:
-		if s.Store != nil {
-			dir = s.Store.Dir()
-		}
-	default:
+	local, ok := raw.(HostLocalStore)
+	if !ok {
 		return nil
 	}
+	_, dir := local.SessionsOnHost()
 	var out []string
 	if st != nil {
 		if _, local := st.(*certmagic.FileStorage); !local {
@@ -193,17 +187,10 @@ func handlerIDs() map[string][]*Handler {
 
 // storeIdentity names the store behind a handler, so that the admin API
 // acts once on a store that several handlers share (a memory pool, one
-// Redis, one directory).
+// Redis, one directory): its StoreIdentifier name, else its address.
 func storeIdentity(s storage.Store) string {
-	switch s := s.(type) {
-	case *MemoryStore:
-		return "memory\x00" + s.poolKey
-	case *RedisStore:
-		return "redis\x00" + s.poolKey
-	case *FileStore:
-		if s.Store != nil {
-			return "file\x00" + s.Store.Dir()
-		}
+	if id, ok := s.(StoreIdentifier); ok {
+		return id.StoreIdentity()
 	}
 	return fmt.Sprintf("%T\x00%p", s, s)
 }

@@ -63,17 +63,6 @@ func (s *session) ref(h *Handler) string {
 	return s.refCache
 }
 
-// cookiePayload is what the cookie store keeps inside the encrypted cookie.
-// Times are Unix milliseconds; they sit inside the MAC, so a client can
-// neither extend nor forge them.
-type cookiePayload struct {
-	ID       string                     `json:"i"`
-	Values   map[string]json.RawMessage `json:"v"`
-	Created  int64                      `json:"c"`
-	Deadline int64                      `json:"d"`
-	Seen     int64                      `json:"s"`
-}
-
 // codecFor returns the codec, creating the generated secret on first use.
 func (h *Handler) codecFor(ctx context.Context) (*cookie.Codec, error) {
 	if c := h.secrets.codec.Load(); c != nil {
@@ -130,91 +119,7 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 		h.cache.put(value, v)
 	}
 
-	if h.store == nil {
-		p := &v.payload
-		created := time.UnixMilli(p.Created)
-		deadline := time.UnixMilli(p.Deadline)
-		if d := h.deadlineFor(created); d.Before(deadline) {
-			deadline = d // a shorter max_age applies to existing sessions too
-		}
-		seen := time.UnixMilli(p.Seen)
-		if !now.Before(deadline) || (h.IdleTimeout > 0 && !now.Before(seen.Add(time.Duration(h.IdleTimeout)))) {
-			h.ops.metrics.count(evExpired)
-			h.debugRef("session cookie ignored: the session has expired", codec, p.ID)
-			return
-		}
-		s.id, s.values, s.created, s.deadline, s.seen, s.stale = p.ID, p.Values, created, deadline, seen, v.stale
-		s.headers = v.headers
-		s.touch = h.touchDue(seen, now)
-		s.issue = v.stale || s.touch
-		h.ops.metrics.count(evLoaded)
-		h.debugSession("session loaded", s)
-		return
-	}
-
-	id := v.id
-	if s.deferLoad {
-		// An API write merges straight into the store, which says then
-		// whether the session exists: one round trip instead of two.
-		s.id, s.key, s.stale = id, v.storeKey, v.stale
-		return
-	}
-	rec, err := h.store.Load(r.Context(), v.storeKey)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		// Never adopt an ID the store does not hold.
-		h.ops.metrics.count(evExpired)
-		h.debugRef("session cookie names no stored session (expired, evicted or destroyed)", codec, id)
-		return
-	case err != nil:
-		h.logger.Error("session store failed to load a session",
-			zap.String("store", h.storeName), zap.String("operation", "load"), zap.Error(err))
-		s.storeErr, s.failedKey = err, v.storeKey
-		return
-	case !rec.Live(now):
-		h.ops.metrics.count(evExpired)
-		h.debugRef("session cookie ignored: the session has expired", codec, id)
-		return
-	}
-	s.id, s.key, s.values, s.created, s.deadline, s.stale = id, v.storeKey, rec.Values, rec.Created, rec.Deadline, v.stale
-	if d := h.deadlineFor(rec.Created); d.Before(s.deadline) {
-		s.deadline = d
-	}
-	if !now.Before(s.deadline) {
-		s.id, s.values = "", nil
-		h.ops.metrics.count(evExpired)
-		h.debugRef("session cookie ignored: the session has expired (max_age)", codec, id)
-		return
-	}
-	if rec.New {
-		// A later request presents the cookie of a new session: confirm
-		// it, once (it then lives its full life and is evicted last).
-		h.confirm(r.Context(), s, now)
-	} else if h.IdleTimeout > 0 {
-		// The record's expiry is its last use plus the idle timeout.
-		s.seen = rec.Expires.Add(-time.Duration(h.IdleTimeout))
-		s.touch = h.touchDue(s.seen, now)
-	}
-	s.issue = v.stale
-	h.ops.metrics.count(evLoaded)
-	h.debugSession("session loaded", s)
-}
-
-// confirm marks a new server-store session confirmed and gives it its
-// full expiry (a store that keeps no New state is touched instead, see
-// instrumentedStore.Confirm). A failure is logged and the request goes
-// on: the session stays new, and the next request tries again.
-func (h *Handler) confirm(ctx context.Context, s *session, now time.Time) {
-	exp := h.mergeOptions(now).Expires(s.deadline)
-	c, _ := h.store.(storage.Confirmer) // the instrumented store: always one
-	if err := c.Confirm(ctx, s.key, exp); err != nil {
-		h.logger.Error("session store failed to confirm a session",
-			zap.String("store", h.storeName), zap.String("operation", "confirm"), zap.Error(err))
-		return
-	}
-	s.seen = now
-	h.ops.metrics.count(evConfirmed)
-	h.debugSession("session confirmed", s)
+	h.mode.open(r.Context(), h, s, v, now)
 }
 
 // mergeOptions are the options of a write at now; merge adds what depends
@@ -232,29 +137,7 @@ func (h *Handler) mergeOptions(now time.Time) storage.MergeOptions {
 // (logged at debug) when it does not verify.
 func (h *Handler) verify(codec *cookie.Codec, value, audience string) *verifiedCookie {
 	v := &verifiedCookie{audience: audience}
-	var err error
-	if h.store == nil {
-		v.stale, err = codec.Decode(h.opts.Name, audience, value, &v.payload)
-		if err == nil && !cookie.ValidID(v.payload.ID) {
-			err = errors.New("no valid session ID inside")
-		}
-		if err == nil {
-			if v.payload.Values == nil {
-				v.payload.Values = map[string]json.RawMessage{}
-			}
-			v.headers = h.forwardedHeaders(v.payload.Values, nil, func(k string, n int) {
-				h.logger.Warn("session value too large to forward as a header; not forwarded",
-					zap.String("key", k), zap.Int("bytes", n), zap.String("session", codec.Ref(v.payload.ID)))
-			})
-		}
-	} else {
-		v.stale, err = codec.Decode(h.opts.Name, audience, value, &v.id)
-		if err == nil && !cookie.ValidID(v.id) {
-			err = errors.New("no valid session ID inside")
-		}
-		v.storeKey = storage.Key(v.id)
-	}
-	if err != nil {
+	if err := h.mode.decode(h, codec, value, v); err != nil {
 		h.logger.Debug("session cookie ignored: it does not verify", zap.Error(err))
 		return nil
 	}
@@ -262,12 +145,7 @@ func (h *Handler) verify(codec *cookie.Codec, value, audience string) *verifiedC
 }
 
 // chunkLimit is how many cookies the session cookie may span.
-func (h *Handler) chunkLimit() int {
-	if h.store == nil {
-		return h.maxChunks
-	}
-	return 1
-}
+func (h *Handler) chunkLimit() int { return h.mode.chunks(h) }
 
 // errTooLarge is a write the session cannot hold.
 var errTooLarge = errors.New("session too large")
@@ -279,75 +157,7 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 		return err
 	}
 	s.codec = codec
-	if h.store == nil {
-		values, err := storage.Apply(s.values, patch, h.limits())
-		if err != nil {
-			return err
-		}
-		created := !s.exists()
-		if created {
-			s.id = cookie.NewID()
-			s.refCache = ""
-			s.created = now
-			s.deadline = h.deadlineFor(now)
-			s.born = true
-		}
-		s.values, s.seen = values, now
-		s.issue, s.expire = true, false
-		// Encode now, so a session too large for its cookies is refused
-		// before anything is sent.
-		if _, err := h.cookieChunks(s, true, now); err != nil {
-			return err
-		}
-		if created {
-			h.ops.metrics.count(evCreated)
-			h.debugSession("session created", s)
-		}
-		h.ops.metrics.count(evWritten)
-		h.debugSession("session written", s, zap.Int("keys", len(patch)))
-		return nil
-	}
-
-	opts := h.mergeOptions(now)
-	opts.Audience = s.audience
-	if s.exists() {
-		// A session this request did not create came with its cookie: a
-		// write to it confirms it (in the same store write).
-		opts.Confirm = !s.born
-		if h.IndexKey != "" {
-			// For the store's index: how long an entry must last. Stores
-			// read Deadline only when creating, by contract.
-			opts.Deadline = s.deadline
-		}
-		rec, err := h.store.Merge(ctx, storage.Key(s.id), patch, opts)
-		if err == nil {
-			s.values, s.seen, s.touch = rec.Values, now, false
-			s.created, s.deadline = rec.Created, rec.Deadline
-			if d := h.deadlineFor(rec.Created); d.Before(s.deadline) {
-				s.deadline = d
-			}
-			h.ops.metrics.count(evWritten)
-			h.debugSession("session written", s, zap.Int("keys", len(patch)))
-			return nil
-		}
-		if !errors.Is(err, storage.ErrNotFound) {
-			return err
-		}
-		// Destroyed or rotated since it was loaded: never revive it.
-	}
-	id := cookie.NewID()
-	opts.Create, opts.Deadline, opts.Confirm = true, h.deadlineFor(now), false
-	rec, err := h.store.Merge(ctx, storage.Key(id), patch, opts)
-	if err != nil {
-		return err
-	}
-	s.id, s.key, s.refCache, s.born = id, storage.Key(id), "", true
-	s.values, s.created, s.deadline, s.seen = rec.Values, rec.Created, rec.Deadline, now
-	s.issue, s.expire, s.touch = true, false, false
-	h.ops.metrics.count(evCreated)
-	h.ops.metrics.count(evWritten)
-	h.debugSession("session created", s, zap.Int("keys", len(patch)))
-	return nil
+	return h.mode.merge(ctx, h, s, patch, now)
 }
 
 // destroy ends the session in the store and expires its cookie(s). The
@@ -356,16 +166,11 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 // When the load itself failed, the cookie's session is still deleted if
 // the store answers now.
 func (h *Handler) destroy(ctx context.Context, s *session) error {
-	var err error
-	if h.store != nil {
-		key := s.failedKey
-		if s.exists() {
-			key = storage.Key(s.id)
-		}
-		if key != "" {
-			err = h.store.Delete(ctx, key)
-		}
+	key := s.failedKey
+	if s.exists() {
+		key = s.key
 	}
+	err := h.mode.remove(ctx, h, key)
 	if err != nil {
 		h.logger.Error("session store failed to destroy a session: its cookie is expired, but the stored session may live until its TTL",
 			zap.String("store", h.storeName), zap.String("operation", "delete"), zap.Error(err))
@@ -386,11 +191,8 @@ func (h *Handler) rotate(ctx context.Context, s *session, now time.Time) error {
 		return nil
 	}
 	id := cookie.NewID()
-	if h.store != nil {
-		if err := h.store.Rotate(ctx, storage.Key(s.id), storage.Key(id)); err != nil {
-			return err
-		}
-		s.key = storage.Key(id)
+	if err := h.mode.move(ctx, h, s, id); err != nil {
+		return err
 	}
 	var old string
 	if h.logger.Core().Enabled(zap.DebugLevel) {
@@ -411,39 +213,12 @@ func (h *Handler) recordUse(ctx context.Context, s *session, now time.Time) {
 	}
 	s.touch = false
 	s.seen = now
-	if h.store == nil {
-		s.issue = true
-		return
-	}
-	exp := now.Add(time.Duration(h.IdleTimeout))
-	if exp.After(s.deadline) {
-		exp = s.deadline
-	}
-	if err := h.store.Touch(ctx, storage.Key(s.id), exp); err != nil {
-		h.logger.Error("session store failed to extend a session",
-			zap.String("store", h.storeName), zap.String("operation", "touch"), zap.Error(err))
-		return
-	}
-	h.debugSession("session touched (idle timeout extended)", s)
+	h.mode.extend(ctx, h, s, now)
 }
 
 // cookieChunks returns the cookies that carry the session.
 func (h *Handler) cookieChunks(s *session, secure bool, now time.Time) ([]*http.Cookie, error) {
-	var (
-		value string
-		err   error
-	)
-	if h.store == nil {
-		value, err = s.codec.Encode(h.opts.Name, s.audience, cookiePayload{
-			ID:       s.id,
-			Values:   s.values,
-			Created:  s.created.UnixMilli(),
-			Deadline: s.deadline.UnixMilli(),
-			Seen:     s.seen.UnixMilli(),
-		})
-	} else {
-		value, err = s.codec.Encode(h.opts.Name, s.audience, s.id)
-	}
+	value, err := h.mode.cookieValue(h, s)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the session cookie: %w", err)
 	}

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"errors"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
@@ -36,6 +38,9 @@ func (CookieStore) CaddyModule() caddy.ModuleInfo {
 func (s *CookieStore) Provision(caddy.Context) error {
 	if s.MaxChunks == 0 {
 		s.MaxChunks = cookie.DefaultMaxChunks
+	}
+	if s.MaxChunks < 1 {
+		return errors.New("max_chunks must be at least 1")
 	}
 	return nil
 }

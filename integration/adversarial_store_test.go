@@ -151,6 +151,14 @@ func TestAdversarialStoreDown(t *testing.T) {
 						t.Errorf("%s: %s %s took %v with the store down", phase, q.Method, q.Path, d)
 					}
 					noSessionResponseHeaders(t, r)
+					if q.Method == "DELETE" {
+						// A sign-out always reaches the browser (S44):
+						// the cookie is expired, store or no store.
+						if lines := setCookieFor(r, "__session"); len(lines) != 1 || !strings.Contains(lines[0], "Max-Age=0") {
+							t.Errorf("%s: DELETE /__session did not expire the session cookie with the store down: %q", phase, lines)
+						}
+						return r
+					}
 					for _, line := range r.SetCookies() {
 						if strings.HasPrefix(line, "__session") {
 							t.Errorf("%s: %s %s touched the session cookie with the store down: %.80q", phase, q.Method, q.Path, line)
