@@ -75,7 +75,7 @@ func TestNewSessions(t *testing.T) {
 	ctx := t.Context()
 	const newTTL = 10 * time.Minute
 	// An odd nanosecond: the scripts add NewTTL to Created exactly.
-	created := time.Now().Truncate(time.Second).Add(123456789)
+	created := time.Now().Add(-time.Second).Truncate(time.Second).Add(123456789) // in the past: the TTL checks compare with now
 	deadline := created.Add(24 * time.Hour)
 	opts := func(now time.Time, confirm bool) storage.MergeOptions {
 		return storage.MergeOptions{Create: true, Now: now, Deadline: deadline,
