@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/caddy-session/caddy-session/examples/verify"
+	"github.com/caddy-session/caddy-session/internal/testkit"
 )
 
 const signKey = "signing-key-for-tests-0123456789abcdefghij"
@@ -75,7 +76,7 @@ func startProcessUpstream(t testing.TB, name string, args func(port int) []strin
 	cmd := exec.Command(name, args(port)...)
 	cmd.Dir = verifyDir(t)
 	cmd.Env = append(os.Environ(), env...)
-	var out syncBuffer
+	var out testkit.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,14 @@ import (
 // one of its ports was taken: the caller picks new ports and starts again.
 var ErrPortTaken = errors.New("caddy could not bind a port: address already in use")
 
+// ErrTimedOut is wrapped by RunCaddy's error when the subcommand did not
+// finish in time.
+var ErrTimedOut = errors.New("did not finish in time")
+
+// ErrBadOutput is wrapped by RunCaddy's error when the subcommand printed
+// a data race or a panic (see CheckOutput).
+var ErrBadOutput = errors.New("the output shows a data race or a panic")
+
 // Caddy is one Caddy process driven by a test: `caddy run` on a config file
 // (Caddyfile or JSON), with its own home directory, its output collected.
 // Fill the exported fields, write the config (WriteConfig), then Start.
@@ -314,7 +322,9 @@ func (c *Caddy) Run(timeout time.Duration, args ...string) (stdout, stderr strin
 
 // RunCaddy runs a caddy subcommand of bin with its home under dir and extra
 // environment, and returns its standard output and standard error. A
-// subcommand still running after timeout is killed, with an error.
+// subcommand still running after timeout is killed, with an error that
+// wraps ErrTimedOut; one whose output shows a data race or a panic returns
+// an error that wraps ErrBadOutput.
 func RunCaddy(bin, dir string, env []string, timeout time.Duration, args ...string) (stdout, stderr string, err error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = CaddyEnv(dir, env)
@@ -331,10 +341,10 @@ func RunCaddy(bin, dir string, env []string, timeout time.Duration, args ...stri
 	case <-time.After(timeout):
 		_ = cmd.Process.Kill()
 		<-done
-		err = fmt.Errorf("caddy %s did not finish within %v", strings.Join(args, " "), timeout)
+		err = fmt.Errorf("caddy %s: %w (%v)", strings.Join(args, " "), ErrTimedOut, timeout)
 	}
-	if cerr := CheckOutput("caddy "+strings.Join(args, " "), out.String()+errOut.String()); cerr != nil && err == nil {
-		err = cerr
+	if cerr := CheckOutput("caddy "+strings.Join(args, " "), out.String()+errOut.String()); cerr != nil {
+		err = fmt.Errorf("%w: %v", ErrBadOutput, cerr)
 	}
 	return out.String(), errOut.String(), err
 }
