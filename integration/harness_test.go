@@ -42,12 +42,7 @@ func TestMain(m *testing.M) {
 	if !parallelSet {
 		_ = flag.Set("test.parallel", "8")
 	}
-	bin, err := testkit.BuildCaddy(testkit.DefaultCaddy)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		os.Exit(1)
-	}
-	caddyBin = bin
+	caddyBin = testkit.MustBuildCaddy("integration", testkit.DefaultCaddy)
 	os.Exit(m.Run())
 }
 

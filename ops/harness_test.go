@@ -21,12 +21,7 @@ import (
 var caddyBin string
 
 func TestMain(m *testing.M) {
-	bin, err := testkit.BuildCaddy(testkit.DefaultCaddy)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ops:", err)
-		os.Exit(1)
-	}
-	caddyBin = bin
+	caddyBin = testkit.MustBuildCaddy("ops", testkit.DefaultCaddy)
 	os.Exit(m.Run())
 }
 

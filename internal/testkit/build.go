@@ -141,3 +141,15 @@ func CaddyBinary(t testing.TB, pkg string) string {
 	}
 	return bin
 }
+
+// MustBuildCaddy is for TestMain, before the tests' timeout starts: it
+// returns the Caddy built from pkg (see BuildCaddy), or prints why there
+// is none, prefixed with the test package's name, and exits with status 1.
+func MustBuildCaddy(name, pkg string) string {
+	bin, err := BuildCaddy(pkg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+	return bin
+}

@@ -8,8 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -52,9 +50,7 @@ type Caddy struct {
 	// it until StartTimeout.
 	Ready func() error
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc process
 	mark int // where the current process's output starts
 	logs Buffer
 }
@@ -163,20 +159,8 @@ func (c *Caddy) Launch() error {
 	cmd := exec.Command(c.Bin, append([]string{"run"}, c.configArgs()...)...)
 	cmd.Env = c.Environ()
 	cmd.Stdout, cmd.Stderr = &c.logs, &c.logs
-	dieWithParent(cmd)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cmd != nil {
-		return errors.New("caddy is already running")
-	}
 	c.mark = c.logs.Len()
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	c.cmd, c.done = cmd, done
-	return nil
+	return c.proc.start(cmd)
 }
 
 // WaitReady waits until the launched process serves: it said so ("serving
@@ -185,47 +169,34 @@ func (c *Caddy) Launch() error {
 // this Caddy's, not a probe of some other test), then Ready passes. It
 // returns ErrPortTaken when Caddy exited because a port was taken, and
 // another error when it exited for another reason or did not get ready in
-// time (the process is then stopped).
+// time (the process is then killed).
 func (c *Caddy) WaitReady() error {
-	c.mu.Lock()
-	done, mark := c.done, c.mark
-	c.mu.Unlock()
-	if done == nil {
-		return errors.New("caddy is not running")
-	}
 	timeout := c.StartTimeout
 	if timeout == 0 {
 		timeout = 20 * time.Second
 	}
-	deadline := time.Now().Add(timeout)
-	var why error
-	for {
-		select {
-		case <-done:
-			c.mu.Lock()
-			if c.done == done {
-				c.cmd, c.done = nil, nil
-			}
-			c.mu.Unlock()
-			if strings.Contains(c.logs.Since(mark), "address already in use") {
-				return ErrPortTaken
-			}
-			return fmt.Errorf("caddy exited before serving:\n%s", c.Logs())
-		default:
+	mark := c.mark
+	err := c.proc.waitFor(timeout, func() error {
+		if !strings.Contains(c.logs.Since(mark), "serving initial configuration") {
+			return errors.New("caddy has not logged \"serving initial configuration\"")
 		}
-		if strings.Contains(c.logs.Since(mark), "serving initial configuration") {
-			if why = AdminUp(c.AdminAddr()); why == nil && c.Ready != nil {
-				why = c.Ready()
-			}
-			if why == nil {
-				return nil
-			}
+		if err := AdminUp(c.AdminAddr()); err != nil {
+			return fmt.Errorf("admin endpoint %s: %w", c.AdminAddr(), err)
 		}
-		if time.Now().After(deadline) {
-			c.Kill()
-			return fmt.Errorf("caddy did not get ready within %v (admin %s: %v):\n%s", timeout, c.AdminAddr(), why, c.Logs())
+		if c.Ready != nil {
+			return c.Ready()
 		}
-		time.Sleep(30 * time.Millisecond)
+		return nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errExited) && strings.Contains(c.logs.Since(mark), "address already in use"):
+		return ErrPortTaken
+	case errors.Is(err, errExited):
+		return fmt.Errorf("caddy exited before serving:\n%s", c.Logs())
+	default:
+		return fmt.Errorf("caddy: %w:\n%s", err, c.Logs())
 	}
 }
 
@@ -253,44 +224,24 @@ func (c *Caddy) Start() error {
 }
 
 // Running reports whether the process runs.
-func (c *Caddy) Running() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cmd != nil
-}
+func (c *Caddy) Running() bool { return c.proc.running() }
 
 // Stop ends the process gracefully: SIGTERM, then SIGKILL when it has not
 // exited within 5 seconds. Stopping a stopped Caddy does nothing.
-func (c *Caddy) Stop() { c.stop(true) }
+func (c *Caddy) Stop() { c.proc.stop(&sigTERM, 5*time.Second) }
 
 // Kill ends the process at once with SIGKILL, as a crash would.
-func (c *Caddy) Kill() { c.stop(false) }
-
-func (c *Caddy) stop(graceful bool) {
-	c.mu.Lock()
-	cmd, done := c.cmd, c.done
-	c.cmd, c.done = nil, nil
-	c.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	if graceful {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-			return
-		case <-time.After(5 * time.Second):
-		}
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
+func (c *Caddy) Kill() { c.proc.stop(nil, 0) }
 
 // Restart stops Caddy (gracefully, or with SIGKILL when kill is set) and
 // starts it again on the same config, retrying for a few seconds while
 // its ports are not free again yet.
 func (c *Caddy) Restart(kill bool) error {
-	c.stop(!kill)
+	if kill {
+		c.Kill()
+	} else {
+		c.Stop()
+	}
 	var err error
 	for range 10 {
 		if err = c.Start(); !errors.Is(err, ErrPortTaken) {

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -9,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,11 +63,8 @@ type Postgres struct {
 	// BinDir holds the server's programs.
 	BinDir string
 
-	t    testing.TB
 	cred *syscall.Credential // the postgres OS user, when root
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc process
 	logs Buffer
 }
 
@@ -77,7 +74,7 @@ type Postgres struct {
 func StartPostgres(t testing.TB, extra ...string) *Postgres {
 	t.Helper()
 	binDir := PostgresBinDir(t)
-	p := &Postgres{t: t, BinDir: binDir, Dir: t.TempDir()}
+	p := &Postgres{BinDir: binDir, Dir: t.TempDir()}
 	// The server's user must be able to reach its dir: t.TempDir's parent
 	// is private to root.
 	if err := os.Chmod(filepath.Dir(p.Dir), 0o755); err != nil {
@@ -140,36 +137,28 @@ func (p *Postgres) command(prog string, args ...string) *exec.Cmd {
 func (p *Postgres) start(args []string) error {
 	cmd := p.command(filepath.Join(p.BinDir, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = &p.logs, &p.logs
-	dieWithParent(cmd)
 	mark := p.logs.Len()
-	if err := cmd.Start(); err != nil {
+	if err := p.proc.start(cmd); err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	p.mu.Lock()
-	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			p.mu.Lock()
-			p.cmd, p.done = nil, nil
-			p.mu.Unlock()
-			return fmt.Errorf("postgres exited at start (port %d taken?): %s", p.Port, LastLines(p.logs.Since(mark), 5))
-		default:
+	err := p.proc.waitFor(30*time.Second, func() error {
+		if !strings.Contains(p.logs.Since(mark), "ready to accept connections") {
+			return errors.New("postgres has not logged \"ready to accept connections\"")
 		}
-		if strings.Contains(p.logs.Since(mark), "ready to accept connections") {
-			if conn, err := net.DialTimeout("tcp", p.Addr(), 200*time.Millisecond); err == nil {
-				conn.Close()
-				return nil
-			}
+		conn, err := net.DialTimeout("tcp", p.Addr(), 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
 		}
-		time.Sleep(30 * time.Millisecond)
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errExited):
+		return fmt.Errorf("postgres exited at start (port %d taken?): %s", p.Port, LastLines(p.logs.Since(mark), 5))
+	default:
+		return fmt.Errorf("postgres on port %d: %w: %s", p.Port, err, LastLines(p.logs.Since(mark), 5))
 	}
-	p.Stop()
-	return fmt.Errorf("postgres on port %d not ready within 30s: %s", p.Port, LastLines(p.logs.Since(mark), 5))
 }
 
 // Addr returns the server's host:port.
@@ -186,22 +175,7 @@ func (p *Postgres) Logs() string { return p.logs.String() }
 // Stop shuts the server down fast (SIGINT: abort transactions, exit
 // cleanly), with SIGKILL after 10 seconds. Stopping a stopped server does
 // nothing.
-func (p *Postgres) Stop() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.cmd, p.done = nil, nil
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
+func (p *Postgres) Stop() { p.proc.stop(&sigINT, 10*time.Second) }
 
 // Psql runs SQL with psql over the Unix socket as the superuser and
 // returns its output (unaligned, tuples only).

@@ -60,10 +60,9 @@ type Redis struct {
 	bin  string
 	opts RedisOptions
 
+	proc process
 	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs *Buffer
+	logs *Buffer // the current process's
 }
 
 // StartRedis starts redis-server with args after the standard ones on a
@@ -135,62 +134,30 @@ func (s *Redis) start() error {
 	cmd.Dir = s.Dir
 	logs := new(Buffer)
 	cmd.Stdout, cmd.Stderr = logs, logs
-	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
+	s.mu.Lock()
+	s.logs = logs
+	s.mu.Unlock()
+	if err := s.proc.start(cmd); err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.mu.Lock()
-	s.cmd, s.done, s.logs = cmd, done, logs
-	s.mu.Unlock()
-
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			s.mu.Lock()
-			if s.done == done {
-				s.cmd, s.done = nil, nil
-			}
-			s.mu.Unlock()
-			return fmt.Errorf("redis-server exited at start (port %d taken?): %s", s.Port, LastLines(logs.String(), 5))
-		default:
-		}
-		if RedisPing(s.Addr(), s.opts.TLS, 500*time.Millisecond) == nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
+	err := s.proc.waitFor(10*time.Second, func() error { return RedisPing(s.Addr(), s.opts.TLS, 500*time.Millisecond) })
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errExited):
+		return fmt.Errorf("redis-server exited at start (port %d taken?): %s", s.Port, LastLines(logs.String(), 5))
+	default:
+		return fmt.Errorf("redis-server on port %d: %w: %s", s.Port, err, LastLines(logs.String(), 5))
 	}
-	s.Kill()
-	return fmt.Errorf("redis-server on port %d did not answer PING within 10s: %s", s.Port, LastLines(logs.String(), 5))
 }
 
 // Kill stops the process with SIGKILL, as a crash would (a stopped one
 // too), and waits for it. Killing a stopped server does nothing.
-func (s *Redis) Kill() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd, s.done = nil, nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGCONT)
-	_ = cmd.Process.Kill()
-	<-done
-}
+func (s *Redis) Kill() { s.proc.stop(nil, 0) }
 
 // Signal sends sig to the process (SIGSTOP and SIGCONT stall and resume
 // it).
-func (s *Redis) Signal(sig syscall.Signal) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return errors.New("redis-server is not running")
-	}
-	return s.cmd.Process.Signal(sig)
-}
+func (s *Redis) Signal(sig syscall.Signal) error { return s.proc.signal(sig) }
 
 // Start starts a killed server again on the same port, directory and
 // arguments (so with its data only when its arguments persist it),
