@@ -3,9 +3,11 @@ package testkit
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -115,3 +117,38 @@ func (p *process) stop(sig *syscall.Signal, grace time.Duration) {
 
 // sigTERM and sigINT are stop's graceful signals.
 var sigTERM, sigINT = syscall.SIGTERM, syscall.SIGINT
+
+// StartProgram runs cmd, a program of the test that serves on addr (an
+// upstream written in another language, say), and waits until addr
+// accepts connections. The program is killed when the test ends, and its
+// output, returned, is logged when the test failed. A program that exits
+// or does not listen within timeout fails the test.
+func StartProgram(t testing.TB, cmd *exec.Cmd, addr string, timeout time.Duration) *Buffer {
+	t.Helper()
+	out := new(Buffer)
+	cmd.Stdout, cmd.Stderr = out, out
+	var p process
+	if err := p.start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.stop(nil, 0)
+		if t.Failed() {
+			t.Logf("%s output:\n%s", cmd.Path, out.String())
+		}
+	})
+	err := p.waitFor(timeout, func() error {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, errExited):
+		t.Fatalf("%s exited at start:\n%s", cmd.Path, out.String())
+	case err != nil:
+		t.Fatalf("%s did not listen on %s: %v\n%s", cmd.Path, addr, err, out.String())
+	}
+	return out
+}
