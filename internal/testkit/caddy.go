@@ -36,10 +36,12 @@ type Caddy struct {
 	Dir string
 	// ConfigPath is the config file.
 	ConfigPath string
-	// Adapter is the config's adapter: "caddyfile", or "" for JSON.
+	// Adapter is the config's adapter: "caddyfile", or "" for a JSON
+	// config (name the file *.json).
 	Adapter string
 	// AdminPort is the port of the admin endpoint the config sets
-	// (admin localhost:<port>): readiness, reload and stop go through it.
+	// (admin localhost:<port>, or "admin": {"listen": ...} in JSON):
+	// readiness and reload go through it.
 	AdminPort int
 	// Env holds extra environment variables (KEY=value).
 	Env []string

@@ -3,7 +3,9 @@ package testkit
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,11 +93,8 @@ func TestCaddy(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var b strings.Builder
-		_, _ = fmt.Fprint(&b, resp.Status)
-		buf := make([]byte, 64)
-		n, _ := resp.Body.Read(buf)
-		if got := string(buf[:n]); got != want {
+		b, _ := io.ReadAll(resp.Body)
+		if got := string(b); got != want {
 			t.Fatalf("GET / = %s %q, want %q", resp.Status, got, want)
 		}
 	}
@@ -113,4 +112,21 @@ func TestCaddy(t *testing.T) {
 		t.Fatal(err)
 	}
 	get("two")
+
+	// The same Caddy on a JSON config.
+	c.ConfigPath, c.Adapter = filepath.Join(c.Dir, "caddy.json"), ""
+	err := c.WriteConfig(fmt.Sprintf(`{"admin": {"listen": %q}, "apps": {"http": {"servers": {"s": {
+		"listen": ["127.0.0.1:%d"], "automatic_https": {"disable": true},
+		"routes": [{"handle": [{"handler": "static_response", "body": "three"}]}]}}}}}`, c.AdminAddr(), port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	get("three")
+	if err := c.Restart(false); err != nil {
+		t.Fatal(err)
+	}
+	get("three")
 }
