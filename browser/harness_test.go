@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-session/caddy-session/internal/testkit"
 )
 
 const (
@@ -35,7 +36,8 @@ const (
 var (
 	// repoRoot is the module root: Caddyfile.example and demo/ live there.
 	repoRoot string
-	// caddyBin is the Caddy that TestMain builds from ./cmd/caddy.
+	// caddyBin is the Caddy that TestMain builds from ./cmd/caddy (with
+	// -race when CADDY_SESSION_RACE=1).
 	caddyBin string
 	// buildErr says why there is no caddyBin.
 	buildErr error
@@ -59,21 +61,18 @@ func runMain(m *testing.M) int {
 	// Without a browser every test skips (or fails under CI): do not spend
 	// time on the build.
 	if findChromium() != "" {
-		dir, err := os.MkdirTemp("", "caddy-session-browser-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		caddyBin = filepath.Join(dir, "caddy")
-		cmd := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build -o %s ./cmd/caddy: %v\n%s", caddyBin, err, out)
-		}
+		caddyBin, buildErr = testkit.BuildCaddy(testkit.DefaultCaddy)
 	}
 	code := m.Run()
-	shared.stop()
+	if shared != nil {
+		shared.stop()
+		// A race or a panic while Caddy shut down came after every
+		// test's own check.
+		if err := shared.caddy.Check(); err != nil && code == 0 {
+			fmt.Fprintln(os.Stderr, "browser:", err)
+			code = 1
+		}
+	}
 	return code
 }
 
@@ -114,14 +113,13 @@ type demo struct {
 	cookieBase string // gateway with the default (cookie) store: http://127.0.0.1:<port>
 	memoryBase string // the same gateway with `store memory`
 	evilPort   int    // another origin: a site that serves attack pages
-	cmd        *exec.Cmd
-	done       chan struct{}
-	logs       syncBuffer
+	caddy      *testkit.Caddy
+	releases   []func() // give back the reserved ports
 
 	browserCtx    context.Context
 	browserCancel context.CancelFunc
 	allocCancel   context.CancelFunc
-	chromeOut     syncBuffer
+	chromeOut     testkit.Buffer
 
 	shotsOnce sync.Once
 	shotsRoot string
@@ -161,10 +159,16 @@ func setup(t *testing.T) *demo {
 		t.Fatal(sharedErr)
 	}
 	d := shared
+	mark := d.caddy.Mark()
 	t.Cleanup(func() {
+		// The demo's Caddy is shared: a race or a panic it printed
+		// while this test ran fails this test.
+		if err := testkit.CheckOutput("Caddy", d.caddy.LogsSince(mark)); err != nil {
+			t.Error(err)
+		}
 		if t.Failed() {
 			t.Logf("Caddyfile:\n%s\nCaddy logs (tail):\n%s\nChromium output (tail):\n%s",
-				d.caddyfile, tail(d.logs.String(), 6000), tail(d.chromeOut.String(), 3000))
+				d.caddyfile, testkit.Tail(d.caddy.Logs(), 6000), testkit.Tail(d.chromeOut.String(), 3000))
 		}
 	})
 	return d
@@ -199,8 +203,11 @@ func (d *demo) stop() {
 	if d.allocCancel != nil {
 		d.allocCancel()
 	}
-	if d.cmd != nil {
-		d.stopCaddy()
+	if d.caddy != nil {
+		d.caddy.Stop()
+	}
+	for _, release := range d.releases {
+		release()
 	}
 	_ = os.RemoveAll(d.dir)
 }
@@ -223,8 +230,16 @@ func (d *demo) startCaddy() error {
 		return err
 	}
 	storage := filepath.Join(d.dir, "storage")
+	d.caddy = &testkit.Caddy{
+		Bin:          caddyBin,
+		Dir:          d.dir,
+		ConfigPath:   filepath.Join(d.dir, "Caddyfile"),
+		Adapter:      "caddyfile",
+		StartTimeout: startTimeout,
+		Ready:        d.storefrontUp,
+	}
 	for attempt := 1; ; attempt++ {
-		p, err := freePorts()
+		p, err := d.freePorts()
 		if err != nil {
 			return err
 		}
@@ -236,74 +251,25 @@ func (d *demo) startCaddy() error {
 		d.cookieBase = fmt.Sprintf("http://127.0.0.1:%d", p.cookie)
 		d.memoryBase = fmt.Sprintf("http://127.0.0.1:%d", p.memory)
 		d.evilPort = p.evil
-		path := filepath.Join(d.dir, "Caddyfile")
-		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		d.caddy.AdminPort = p.admin
+		if err := d.caddy.WriteConfig(src); err != nil {
 			return err
 		}
-		mark := len(d.logs.String())
-		if err := d.launchCaddy(path); err != nil {
-			return err
-		}
-		err = d.waitCaddy(p)
+		err = d.caddy.Start()
 		if err == nil {
 			return nil
 		}
-		d.stopCaddy()
 		// A port found free may have been taken since: try new ones.
-		if attempt < 3 && strings.Contains(d.logs.String()[mark:], "address already in use") {
+		if attempt < 3 && errors.Is(err, testkit.ErrPortTaken) {
 			continue
 		}
-		return fmt.Errorf("%v\nCaddyfile:\n%s\nCaddy logs:\n%s", err, src, d.logs.String())
+		return fmt.Errorf("%v\nCaddyfile:\n%s", err, src)
 	}
 }
 
-func (d *demo) launchCaddy(config string) error {
-	home := filepath.Join(d.dir, "home")
-	cmd := exec.Command(caddyBin, "run", "--config", config, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(),
-		"HOME="+home,
-		"XDG_CONFIG_HOME="+filepath.Join(home, "config"),
-		"XDG_DATA_HOME="+filepath.Join(home, "data"),
-	)
-	cmd.Stdout = &d.logs
-	cmd.Stderr = &d.logs
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	d.cmd = cmd
-	d.done = make(chan struct{})
-	go func(done chan struct{}) {
-		_ = cmd.Wait()
-		close(done)
-	}(d.done)
-	return nil
-}
-
-// waitCaddy waits until every site listens and the gateway serves the shop.
-func (d *demo) waitCaddy(p ports) error {
-	deadline := time.Now().Add(startTimeout)
-	for _, port := range []int{p.cookie, p.memory, p.upstream, p.evil} {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		for {
-			select {
-			case <-d.done:
-				return errors.New("caddy exited before serving")
-			default:
-			}
-			conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-			if err == nil {
-				conn.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("caddy does not listen on %s: %v", addr, err)
-			}
-			time.Sleep(30 * time.Millisecond)
-		}
-	}
-	// The storefront answers through the gateway: the rewritten root and
-	// upstream address are right.
+// storefrontUp checks that the storefront answers through the gateway: the
+// rewritten root and upstream address are right.
+func (d *demo) storefrontUp() error {
 	client := &http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Get(d.cookieBase + "/")
 	if err != nil {
@@ -312,41 +278,22 @@ func (d *demo) waitCaddy(p ports) error {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`id="country"`)) {
-		return fmt.Errorf("GET %s/: %s, not the storefront:\n%s", d.cookieBase, resp.Status, tail(string(body), 2000))
+		return fmt.Errorf("GET %s/: %s, not the storefront:\n%s", d.cookieBase, resp.Status, testkit.Tail(string(body), 2000))
 	}
 	return nil
 }
 
-func (d *demo) stopCaddy() {
-	if d.cmd == nil {
-		return
-	}
-	_ = d.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-d.done:
-	case <-time.After(5 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-	}
-	d.cmd = nil
-}
-
-// freePorts returns five loopback TCP ports that were free a moment ago.
-func freePorts() (ports, error) {
+// freePorts reserves five loopback TCP ports (testkit.ReservePort) until
+// the demo stops.
+func (d *demo) freePorts() (ports, error) {
 	var got []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
 	for len(got) < 5 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, release, err := testkit.ReservePort()
 		if err != nil {
 			return ports{}, err
 		}
-		ls = append(ls, l)
-		got = append(got, l.Addr().(*net.TCPAddr).Port)
+		d.releases = append(d.releases, release)
+		got = append(got, p)
 	}
 	return ports{cookie: got[0], memory: got[1], upstream: got[2], evil: got[3], admin: got[4]}, nil
 }
@@ -633,32 +580,6 @@ func (tb *tab) shot(name string) {
 
 // ---------------------------------------------------------------------------
 // Small things
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// tail returns the end of s, at most n bytes.
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
-}
 
 // oneLine shortens JavaScript for messages.
 func oneLine(s string, n int) string {

@@ -7,119 +7,12 @@ package integration
 // S29, S30).
 
 import (
-	"bufio"
-	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// advRedis is one redis-server process of a test.
-type advRedis struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// advStartRedis starts redis-server on a spare loopback port, without
-// persistence, or skips the test (fails it when CI is set) when
-// redis-server is not installed.
-func advStartRedis(t testing.TB) *advRedis {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server is not in PATH: install Redis (Debian: apt-get install redis-server) to run the store-down tests"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + " (CI is set, so this is a failure, not a skip)")
-		}
-		t.Skip(msg)
-	}
-	s := &advRedis{t: t, bin: bin, dir: t.TempDir()}
-	for attempt := 0; ; attempt++ {
-		s.port = freePort(t)
-		if err := s.start(); err == nil {
-			break
-		} else if attempt == 5 {
-			t.Fatalf("starting redis-server: %v", err)
-		}
-	}
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *advRedis) addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
-
-func (s *advRedis) start() error {
-	cmd := exec.Command(s.bin, "--port", fmt.Sprint(s.port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", s.dir, "--protected-mode", "no")
-	cmd.Dir = s.dir
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.cmd, s.done = cmd, done
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("redis-server on port %d exited at start", s.port)
-		default:
-		}
-		if advPing(s.addr()) == nil {
-			return nil
-		}
-		time.Sleep(30 * time.Millisecond)
-	}
-	s.kill()
-	return fmt.Errorf("redis-server on port %d did not answer PING", s.port)
-}
-
-// advPing sends PING and waits for PONG.
-func advPing(addr string) error {
-	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "+PONG") {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
-
-func (s *advRedis) signal(sig syscall.Signal) {
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(sig)
-	}
-}
-
-// kill ends the process at once (a stopped one too).
-func (s *advRedis) kill() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGCONT)
-	_ = s.cmd.Process.Kill()
-	<-s.done
-	s.cmd = nil
-}
 
 // TestAdversarialStoreDown: with Redis stalled and then killed, every
 // request still has the client's X-Session-* headers removed, none reaches
@@ -131,9 +24,9 @@ func TestAdversarialStoreDown(t *testing.T) {
 	for _, policy := range []string{"fail_open", "fail_closed"} {
 		t.Run(policy, func(t *testing.T) {
 			t.Parallel()
-			rs := advStartRedis(t)
+			rs := startRedis(t, "--protected-mode", "no")
 			c := StartCaddy(t, CaddyOpts{Session: "\tsecret " + secretA + "\n\tclient_writable theme\n\tclient_readable *" +
-				"\n\tstore redis redis://" + rs.addr() + "/0\n\ton_store_error " + policy})
+				"\n\tstore redis redis://" + rs.Addr() + "/0\n\ton_store_error " + policy})
 			b := c.NewBrowser()
 			wantObject(t, b.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"theme":"dark"}`)
 			b.Seed(t, `{"customerId":"c_1"}`)
@@ -203,9 +96,9 @@ func TestAdversarialStoreDown(t *testing.T) {
 			}
 
 			t.Run("stalled", func(t *testing.T) {
-				rs.signal(syscall.SIGSTOP)
+				_ = rs.Signal(syscall.SIGSTOP)
 				check(t, "stalled")
-				rs.signal(syscall.SIGCONT)
+				_ = rs.Signal(syscall.SIGCONT)
 				// Recovered: the session is whole, the dropped upstream
 				// write left no trace.
 				deadline := time.Now().Add(5 * time.Second)
@@ -224,9 +117,9 @@ func TestAdversarialStoreDown(t *testing.T) {
 				wantSessionHeaders(t, c.Up.Last(t), map[string]string{"X-Session-Customerid": "c_1", "X-Session-Theme": "dark"})
 			})
 			t.Run("killed", func(t *testing.T) {
-				rs.kill()
+				rs.Kill()
 				check(t, "killed")
-				if err := rs.start(); err != nil {
+				if err := rs.Start(); err != nil {
 					t.Fatalf("restarting redis-server on its port: %v", err)
 				}
 				// Recovered: the data went with the process; a write makes

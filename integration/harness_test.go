@@ -2,9 +2,9 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,27 +12,21 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-session/caddy-session/internal/testkit"
 )
 
-// caddyBin is the Caddy binary TestMain builds from ./cmd/caddy.
+// caddyBin is the Caddy binary TestMain builds from ./cmd/caddy (with
+// -race when CADDY_SESSION_RACE=1).
 var caddyBin string
-
-// haveModule is true when that binary lists http.handlers.session.
-var haveModule bool
-
-// buildInfo says why haveModule is false.
-var buildInfo string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -48,121 +42,12 @@ func TestMain(m *testing.M) {
 	if !parallelSet {
 		_ = flag.Set("test.parallel", "8")
 	}
-
-	dir, err := os.MkdirTemp("", "caddy-session-integration-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		root, err := filepath.Abs("..")
-		if err == nil {
-			_, err = os.Stat(filepath.Join(root, "go.mod"))
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "integration: cannot find the module root:", err)
-			return 1
-		}
-		caddyBin = filepath.Join(dir, "caddy")
-		args := []string{"build", "-o", caddyBin}
-		if os.Getenv("CADDY_SESSION_RACE") != "" {
-			args = append(args, "-race")
-		}
-		args = append(args, "./cmd/caddy")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "integration: go %s: %v\n%s", strings.Join(args, " "), err, out)
-			return 1
-		}
-		out, err := exec.Command(caddyBin, "list-modules").CombinedOutput()
-		switch {
-		case err != nil:
-			buildInfo = fmt.Sprintf("caddy list-modules: %v\n%s", err, out)
-		case !bytes.Contains(out, []byte("http.handlers.session")):
-			buildInfo = "the Caddy built from ./cmd/caddy does not list http.handlers.session (is caddymodule blank-imported?)"
-		default:
-			haveModule = true
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	caddyBin = testkit.MustBuildCaddy("integration", testkit.DefaultCaddy)
+	os.Exit(m.Run())
 }
 
-func requireModule(t testing.TB) {
-	t.Helper()
-	if !haveModule {
-		t.Fatal(buildInfo)
-	}
-}
-
-// ---------------------------------------------------------------------------
-// Ports and logs
-
-var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{}
-)
-
-// portLockDir holds one lock file per port handed out, so that test
-// processes running at the same time (Caddy binds with SO_REUSEPORT, so a
-// shared port would not fail, it would split the traffic) never share one.
-var portLockDir = filepath.Join(os.TempDir(), "caddy-session-integration-ports")
-
-// freePort returns a loopback TCP port that was free a moment ago and that
-// no other test, of this process or of another one, holds.
-func freePort(t testing.TB) int {
-	t.Helper()
-	if err := os.MkdirAll(portLockDir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		portsMu.Lock()
-		dup := ports[p]
-		ports[p] = true
-		portsMu.Unlock()
-		if dup {
-			continue
-		}
-		f, err := os.OpenFile(filepath.Join(portLockDir, strconv.Itoa(p)), os.O_CREATE|os.O_RDWR, 0o666)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			continue
-		}
-		t.Cleanup(func() { f.Close() })
-		return p
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// freePort is testkit.FreePort: a loopback port no other test holds.
+func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
 // ---------------------------------------------------------------------------
 // Caddy processes
@@ -195,9 +80,9 @@ const defaultSite = `session {
 }
 reverse_proxy {{UPSTREAM}}`
 
-// Caddy is one Caddy process run by a test.
+// Caddy is one Caddy process run by a test: the kit's process plus what
+// the tests of this package know about it.
 type Caddy struct {
-	t          testing.TB
 	Dir        string // the test's directory
 	StorageDir string // Caddy's storage (generated secrets land here)
 	ConfigPath string
@@ -207,12 +92,7 @@ type Caddy struct {
 	Host       string // 127.0.0.1:<port>, the Host header clients send
 	Up         *Upstream
 	opts       CaddyOpts
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	mark int // where the current process's logs start
-	logs syncBuffer
+	proc       *testkit.Caddy
 }
 
 // StartCaddy writes a Caddyfile for o and runs Caddy on it until the test
@@ -251,31 +131,21 @@ func StartCaddies(t testing.TB, opts ...CaddyOpts) []*Caddy {
 // newCaddy prepares a Caddy (config, ports, cleanup) without starting it.
 func newCaddy(t testing.TB, o CaddyOpts) *Caddy {
 	t.Helper()
-	requireModule(t)
 	if o.Upstream == nil {
 		o.Upstream = NewUpstream(t)
 	}
-	c := &Caddy{t: t, Dir: t.TempDir(), Up: o.Upstream, opts: o}
+	dir := t.TempDir()
+	c := &Caddy{Dir: dir, Up: o.Upstream, opts: o}
+	c.proc = &testkit.Caddy{Bin: caddyBin, Dir: dir, Adapter: "caddyfile", Env: o.Env}
 	c.setPorts(t)
 	c.StorageDir = o.StorageDir
 	if c.StorageDir == "" {
 		c.StorageDir = filepath.Join(c.Dir, "storage")
 	}
 	c.ConfigPath = filepath.Join(c.Dir, "Caddyfile")
+	c.proc.ConfigPath = c.ConfigPath
 	c.writeConfig(t, o)
-	t.Cleanup(func() {
-		c.stop(false)
-		logs := c.Logs()
-		if strings.Contains(logs, "WARNING: DATA RACE") {
-			t.Errorf("the Caddy process reported a data race")
-		}
-		if strings.Contains(logs, "panic serving") || strings.Contains(logs, "goroutine ") && strings.Contains(logs, "panic:") {
-			t.Errorf("the Caddy process panicked")
-		}
-		if t.Failed() {
-			t.Logf("Caddyfile:\n%s\nCaddy logs:\n%s", c.caddyfile(), logs)
-		}
-	})
+	c.proc.Watch(t)
 	return c
 }
 
@@ -283,6 +153,7 @@ func newCaddy(t testing.TB, o CaddyOpts) *Caddy {
 func (c *Caddy) setPorts(t testing.TB) {
 	c.HTTPPort = freePort(t)
 	c.AdminPort = freePort(t)
+	c.proc.AdminPort = c.AdminPort
 	c.Host = fmt.Sprintf("127.0.0.1:%d", c.HTTPPort)
 	c.Base = "http://" + c.Host
 	if c.opts.TLS {
@@ -324,120 +195,69 @@ func renderCaddyfile(o CaddyOpts, httpPort, adminPort int, storage, upstream str
 
 func (c *Caddy) writeConfig(t testing.TB, o CaddyOpts) {
 	t.Helper()
-	src := renderCaddyfile(o, c.HTTPPort, c.AdminPort, c.StorageDir, c.Up.Addr)
-	if err := os.WriteFile(c.ConfigPath, []byte(src), 0o600); err != nil {
+	if err := c.proc.WriteConfig(renderCaddyfile(o, c.HTTPPort, c.AdminPort, c.StorageDir, c.Up.Addr)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (c *Caddy) caddyfile() string {
-	b, _ := os.ReadFile(c.ConfigPath)
-	return string(b)
-}
+func (c *Caddy) caddyfile() string { return c.proc.Config() }
 
-// caddyEnv is the environment of Caddy processes: a home of their own so no
-// test reads or writes the user's Caddy data, plus extra.
-func caddyEnv(dir string, extra []string) []string {
-	env := append(os.Environ(),
-		"HOME="+filepath.Join(dir, "home"),
-		"XDG_CONFIG_HOME="+filepath.Join(dir, "home", "config"),
-		"XDG_DATA_HOME="+filepath.Join(dir, "home", "data"),
-	)
-	return append(env, extra...)
+// runConfig runs Caddy on a config file the test wrote itself (its own
+// admin port and sites), with its home under dir, until the test ends;
+// host:httpPort is where clients reach it.
+func runConfig(t testing.TB, dir, path string, httpPort, adminPort int, env []string) *Caddy {
+	t.Helper()
+	c := &Caddy{Dir: dir, ConfigPath: path, HTTPPort: httpPort, AdminPort: adminPort, opts: CaddyOpts{Env: env}}
+	c.proc = &testkit.Caddy{Bin: caddyBin, Dir: dir, ConfigPath: path, Adapter: "caddyfile", AdminPort: adminPort, Env: env}
+	c.Host = fmt.Sprintf("127.0.0.1:%d", httpPort)
+	c.Base = "http://" + c.Host
+	c.proc.Watch(t)
+	c.launch(t)
+	if !c.waitReady(t) {
+		t.Fatalf("caddy could not bind its ports:\n%s", c.Logs())
+	}
+	return c
 }
 
 // start runs Caddy again on its config and ports (after a stop).
 func (c *Caddy) start(t testing.TB) {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		c.launch(t)
-		if c.waitReady(t) {
-			return
-		}
-		if attempt == 10 {
-			t.Fatalf("caddy could not bind its ports again:\n%s", c.Logs())
-		}
-		time.Sleep(300 * time.Millisecond)
+	c.proc.Env = c.opts.Env
+	if err := c.proc.Restart(false); err != nil {
+		t.Fatal(err)
 	}
 }
 
 func (c *Caddy) launch(t testing.TB) {
 	t.Helper()
-	cmd := exec.Command(caddyBin, "run", "--config", c.ConfigPath, "--adapter", "caddyfile")
-	cmd.Env = caddyEnv(c.Dir, c.opts.Env)
-	cmd.Stdout = &c.logs
-	cmd.Stderr = &c.logs
-	c.mu.Lock()
-	c.mark = len(c.logs.String())
-	c.mu.Unlock()
-	if err := cmd.Start(); err != nil {
+	c.proc.Env = c.opts.Env
+	if err := c.proc.Launch(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	c.mu.Lock()
-	c.cmd, c.done = cmd, done
-	c.mu.Unlock()
 }
 
-// waitReady waits until Caddy listens. It returns false when Caddy exited
+// waitReady waits until Caddy serves. It returns false when Caddy exited
 // because a port was taken, and fails the test on any other exit.
 func (c *Caddy) waitReady(t testing.TB) bool {
 	t.Helper()
-	c.mu.Lock()
-	done, mark := c.done, c.mark
-	c.mu.Unlock()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-done:
-			c.mu.Lock()
-			c.cmd = nil
-			c.mu.Unlock()
-			if strings.Contains(c.Logs()[mark:], "address already in use") {
-				return false
-			}
-			t.Fatalf("caddy exited before serving:\n%s\nCaddyfile:\n%s", c.Logs(), c.caddyfile())
-		default:
-		}
-		// Ready when this process says so and the port answers.
-		if strings.Contains(c.Logs()[mark:], "serving initial configuration") {
-			conn, err := net.DialTimeout("tcp", c.Host, 200*time.Millisecond)
-			if err == nil {
-				conn.Close()
-				return true
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not get ready on %s:\n%s", c.Host, c.Logs())
-		}
-		time.Sleep(30 * time.Millisecond)
+	err := c.proc.WaitReady()
+	if errors.Is(err, testkit.ErrPortTaken) {
+		return false
 	}
+	if err != nil {
+		t.Fatalf("%v\nCaddyfile:\n%s", err, c.caddyfile())
+	}
+	return true
 }
 
 // stop ends the process: SIGTERM then, after a few seconds, SIGKILL when
 // graceful; SIGKILL at once otherwise.
 func (c *Caddy) stop(graceful bool) {
-	c.mu.Lock()
-	cmd, done := c.cmd, c.done
-	c.cmd = nil
-	c.mu.Unlock()
-	if cmd == nil {
-		return
-	}
 	if graceful {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-			return
-		case <-time.After(5 * time.Second):
-		}
+		c.proc.Stop()
+	} else {
+		c.proc.Kill()
 	}
-	_ = cmd.Process.Kill()
-	<-done
 }
 
 // Restart stops Caddy gracefully and starts it again on the same config,
@@ -468,20 +288,18 @@ func (c *Caddy) Reload(t testing.TB, o CaddyOpts) {
 	o.Env = c.opts.Env
 	c.opts = o
 	c.writeConfig(t, o)
-	out, err := runCaddy(t, c.Dir, nil, "reload", "--config", c.ConfigPath, "--adapter", "caddyfile",
-		"--address", fmt.Sprintf("localhost:%d", c.AdminPort), "--force")
-	if err != nil {
-		t.Fatalf("caddy reload: %v\n%s", err, out)
+	if err := c.proc.Reload(); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // Logs returns everything the process wrote so far, across restarts.
-func (c *Caddy) Logs() string { return c.logs.String() }
+func (c *Caddy) Logs() string { return c.proc.Logs() }
 
 // FinalLogs stops Caddy gracefully and returns all it wrote, flushed.
 func (c *Caddy) FinalLogs() string {
 	c.stop(true)
-	return c.logs.String()
+	return c.proc.Logs()
 }
 
 // waitLog waits up to a second for a log line matching re after offset
@@ -507,26 +325,11 @@ func runCaddy(t testing.TB, dir string, env []string, args ...string) (string, e
 // runCaddySplit runs a caddy subcommand and returns its stdout and stderr.
 func runCaddySplit(t testing.TB, dir string, env []string, args ...string) (string, string, error) {
 	t.Helper()
-	requireModule(t)
-	cmd := exec.Command(caddyBin, args...)
-	cmd.Env = caddyEnv(dir, env)
-	var stdout, stderr syncBuffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = &stderr
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	stdout, stderr, err := testkit.RunCaddy(caddyBin, dir, env, 30*time.Second, args...)
+	if errors.Is(err, testkit.ErrTimedOut) || errors.Is(err, testkit.ErrBadOutput) {
+		t.Fatalf("%v\n%s%s", err, stdout, stderr)
 	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return stdout.String(), stderr.String(), err
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("caddy %s did not finish:\n%s%s", strings.Join(args, " "), stdout.String(), stderr.String())
-		return "", "", nil
-	}
+	return stdout, stderr, err
 }
 
 // ---------------------------------------------------------------------------

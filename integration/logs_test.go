@@ -356,8 +356,8 @@ func logStores(t *testing.T) map[string]func() (string, func()) {
 			if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("CI") == "" {
 				return "skip", nil
 			}
-			rs := advStartRedis(t)
-			return "\n\tstore redis redis://" + rs.addr() + "/0", rs.kill
+			rs := startRedis(t, "--protected-mode", "no")
+			return "\n\tstore redis redis://" + rs.Addr() + "/0", rs.Kill
 		},
 	}
 }

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,194 +10,64 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"maps"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/caddy-session/caddy-session/cookie"
+	"github.com/caddy-session/caddy-session/internal/testkit"
 )
 
-// The Redis tests run real redis-server processes, started by the test on
-// spare loopback ports (never the machine's own Redis on 6379), without
-// persistence unless a test asks for it, in the test's temp dir. The
-// approach is storage/redis's (server_test.go), repeated here because test
-// helpers do not cross packages.
+// The Redis tests run real redis-server processes, started through the
+// test kit on spare loopback ports (never the machine's own Redis on
+// 6379), without persistence unless a test asks for it, in the test's temp
+// dir. Without redis-server they skip, or fail when CI is set.
 
-// redisServerBin returns the path of redis-server, or skips the test when
-// it is missing; with CI set a missing server fails instead, so that a
-// broken CI image cannot pass by skipping.
+// redisServerBin returns the path of redis-server, or skips the test (fails
+// it when CI is set).
 func redisServerBin(t testing.TB) string {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err == nil {
-		return path
-	}
-	msg := "redis-server is not in PATH: install Redis (Debian: apt-get install redis-server) to run the Redis end-to-end tests"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg + " (CI is set, so this is a failure, not a skip)")
-	}
-	t.Skip(msg)
-	return ""
+	return testkit.RedisServerPath(t)
 }
 
-// redisFreePort is freePort, never 6379 (the machine's own Redis).
-func redisFreePort(t testing.TB) int {
-	t.Helper()
-	for {
-		if p := freePort(t); p != 6379 {
-			return p
-		}
-	}
-}
-
-// redisServer is one redis-server process.
+// redisServer is one redis-server process of a test.
 type redisServer struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	Port int
-	args []string
-	tls  *tls.Config // set by startRedisTLS: the server speaks only TLS
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *syncBuffer
+	*testkit.Redis
+	t testing.TB
 }
-
-// Addr is the server's host:port.
-func (s *redisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
-
-// URL is the server's redis:// URL, database 0.
-func (s *redisServer) URL() string { return "redis://" + s.Addr() + "/0" }
-
-// redisNoPersistence are the default arguments: nothing on disk.
-var redisNoPersistence = []string{"--save", "", "--appendonly", "no"}
 
 // startRedis starts redis-server on a spare port, with args after the
 // standard ones (loopback, temp dir, no persistence unless args say
-// otherwise: later arguments win), retrying on another port when the one
-// chosen was taken meanwhile.
+// otherwise: later arguments win).
 func startRedis(t testing.TB, args ...string) *redisServer {
 	t.Helper()
-	return startRedisTLS(t, nil, args...)
+	return &redisServer{testkit.StartRedis(t, args...), t}
 }
 
 // startRedisTLS is startRedis for a server that speaks only TLS (args set
 // it up, with "{port}" for the port); tc is how the tests reach it.
 func startRedisTLS(t testing.TB, tc *tls.Config, args ...string) *redisServer {
 	t.Helper()
-	bin := redisServerBin(t)
-	var err error
-	for range 5 {
-		s := &redisServer{t: t, bin: bin, dir: t.TempDir(), Port: redisFreePort(t), args: args, tls: tc}
-		if err = s.start(); err == nil {
-			t.Cleanup(s.Kill)
-			return s
-		}
-	}
-	t.Fatalf("starting redis-server: %v", err)
-	return nil
+	return &redisServer{testkit.StartRedisWith(t, testkit.RedisOptions{Args: args, TLS: tc}), t}
 }
 
 // startRedisOn starts redis-server on port, which the test reserved with
-// redisFreePort, retrying for a few seconds.
+// freePort, retrying for a few seconds.
 func startRedisOn(t testing.TB, port int, args ...string) *redisServer {
 	t.Helper()
-	s := &redisServer{t: t, bin: redisServerBin(t), dir: t.TempDir(), Port: port, args: args}
-	var err error
-	for range 20 {
-		if err = s.start(); err == nil {
-			t.Cleanup(s.Kill)
-			return s
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("starting redis-server on port %d: %v", port, err)
-	return nil
-}
-
-// start runs the process on s.Port and waits until it answers PING.
-func (s *redisServer) start() error {
-	argv := []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1"}
-	argv = append(argv, redisNoPersistence...)
-	for _, a := range s.args {
-		// "{port}" in an argument is the chosen port (for --tls-port).
-		argv = append(argv, strings.ReplaceAll(a, "{port}", strconv.Itoa(s.Port)))
-	}
-	argv = append(argv, "--dir", s.dir, "--daemonize", "no", "--logfile", "")
-	cmd := exec.Command(s.bin, argv...)
-	log := new(syncBuffer)
-	cmd.Stdout, cmd.Stderr = log, log
-	redisDieWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s.mu.Lock()
-	s.cmd, s.done, s.log = cmd, done, log
-	s.mu.Unlock()
-
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			return fmt.Errorf("redis-server exited at start (port %d taken?): %s", s.Port, redisLastLines(log.String()))
-		default:
-		}
-		if redisPingTLS(s.Addr(), s.tls, 500*time.Millisecond) == nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.Kill()
-	return fmt.Errorf("redis-server on port %d did not answer PING within 10s: %s", s.Port, redisLastLines(log.String()))
-}
-
-// Kill stops the process with SIGKILL, as a crash would, and waits for it.
-// Killing a stopped server does nothing.
-func (s *redisServer) Kill() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
-
-// Restart starts the killed server again on the same port, directory and
-// arguments (so with its data only if its arguments persist it).
-func (s *redisServer) Restart() {
-	s.t.Helper()
-	s.Kill()
-	var err error
-	for range 30 {
-		if err = s.start(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	s.t.Fatalf("restarting redis-server on port %d: %v", s.Port, err)
+	return &redisServer{testkit.StartRedisWith(t, testkit.RedisOptions{Args: args, Port: port}), t}
 }
 
 // Client is a plain go-redis client for set-up and inspection, patient
@@ -213,58 +82,9 @@ func (s *redisServer) Client() *goredis.Client {
 // redisTestClientName names the tests' own connections in CLIENT LIST.
 const redisTestClientName = "integration-test"
 
-// redisDieWithTest makes the kernel kill the server when the test process
-// dies (Linux's Pdeathsig, set by name so that the file builds everywhere),
-// so that no redis-server outlives a run that panicked or timed out.
-func redisDieWithTest(cmd *exec.Cmd) {
-	attr := &syscall.SysProcAttr{}
-	if f := reflect.ValueOf(attr).Elem().FieldByName("Pdeathsig"); f.IsValid() && f.CanSet() {
-		f.Set(reflect.ValueOf(syscall.SIGKILL))
-	}
-	cmd.SysProcAttr = attr
-}
-
 // redisPing sends one PING over a fresh connection.
 func redisPing(addr string, timeout time.Duration) error {
-	return redisPingTLS(addr, nil, timeout)
-}
-
-// redisPingTLS sends one PING over a fresh connection, over TLS when tc is
-// set. A server that wants authentication first (NOAUTH) is up too.
-func redisPingTLS(addr string, tc *tls.Config, timeout time.Duration) error {
-	var conn net.Conn
-	var err error
-	if tc != nil {
-		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: timeout}, "tcp", addr, tc)
-	} else {
-		conn, err = net.DialTimeout("tcp", addr, timeout)
-	}
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	buf := make([]byte, 64)
-	n, err := conn.Read(buf)
-	if err != nil {
-		return err
-	}
-	if !bytes.HasPrefix(buf[:n], []byte("+PONG")) && !bytes.HasPrefix(buf[:n], []byte("-NOAUTH")) {
-		return errors.New(strings.TrimSpace(string(buf[:n])))
-	}
-	return nil
-}
-
-// redisLastLines keeps the end of a server log for an error message.
-func redisLastLines(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return strings.Join(lines, " | ")
+	return testkit.RedisPing(addr, nil, timeout)
 }
 
 // redisSession is a session block body with a Redis store at url, read

@@ -502,14 +502,7 @@ func TestRedisStall(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	signal := func(sig syscall.Signal) error {
-		srv.mu.Lock()
-		defer srv.mu.Unlock()
-		if srv.cmd == nil {
-			return fmt.Errorf("redis-server is not running")
-		}
-		return srv.cmd.Process.Signal(sig)
-	}
+	signal := srv.Signal
 
 	for _, st := range []struct {
 		name  string
@@ -612,7 +605,7 @@ func TestRedisStall(t *testing.T) {
 func TestRedisDownAtStart(t *testing.T) {
 	t.Parallel()
 	redisServerBin(t)
-	port := redisFreePort(t)
+	port := freePort(t)
 	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
 	c := StartCaddy(t, CaddyOpts{Session: redisSession(url, "client_writable theme")})
 
@@ -819,7 +812,7 @@ func TestRedisRoundTrips(t *testing.T) {
 func TestRedisValidateWithRedisDown(t *testing.T) {
 	t.Parallel()
 	// No redis-server needed: nothing listens on these ports.
-	p := func() int { return redisFreePort(t) }
+	p := func() int { return freePort(t) }
 	for name, store := range map[string]string{
 		"url":            fmt.Sprintf("store redis redis://127.0.0.1:%d/0", p()),
 		"block":          fmt.Sprintf("store redis {\n\t\taddresses 127.0.0.1:%d\n\t\tpassword {env.REDIS_PASSWORD}\n\t\tkey_prefix test:\n\t}", p()),
@@ -851,7 +844,6 @@ func TestRedisValidateWithRedisDown(t *testing.T) {
 // test Redis, its two gateways share a session as its README says.
 func TestRedisExampleTwoInstances(t *testing.T) {
 	t.Parallel()
-	requireModule(t)
 	example, err := filepath.Abs(filepath.Join("..", "examples", "redis-two-instances", "Caddyfile"))
 	if err != nil {
 		t.Fatal(err)
@@ -878,7 +870,7 @@ func TestRedisExampleTwoInstances(t *testing.T) {
 	// Run it: the same Caddyfile on spare ports, against a test Redis, with
 	// an admin endpoint and storage of the test's own.
 	srv := startRedis(t)
-	ga, gb, shop, admin := redisFreePort(t), redisFreePort(t), redisFreePort(t), redisFreePort(t)
+	ga, gb, shop, admin := freePort(t), freePort(t), freePort(t), freePort(t)
 	for _, rep := range []struct{ old, new string }{
 		{"\tauto_https off\n", fmt.Sprintf("\tauto_https off\n\tadmin localhost:%d\n\tstorage file_system %s\n\tdefault_bind 127.0.0.1\n\tgrace_period 1s\n", admin, filepath.Join(dir, "storage"))},
 		{"\n:8081 {", fmt.Sprintf("\n:%d {", ga)},
@@ -905,20 +897,8 @@ func TestRedisExampleTwoInstances(t *testing.T) {
 	if out, err := runCaddy(t, dir, env, "validate", "--config", path, "--adapter", "caddyfile"); err != nil {
 		t.Fatalf("caddy validate (example on test ports): %v\n%s", err, out)
 	}
-	a := &Caddy{t: t, Dir: dir, ConfigPath: path, HTTPPort: ga, AdminPort: admin, opts: CaddyOpts{Env: env}}
-	a.Host = fmt.Sprintf("127.0.0.1:%d", ga)
-	a.Base = "http://" + a.Host
-	t.Cleanup(func() {
-		a.stop(false)
-		if t.Failed() {
-			t.Logf("Caddyfile (example on test ports):\n%s\nCaddy logs:\n%s", src, a.Logs())
-		}
-	})
-	a.launch(t)
-	if !a.waitReady(t) {
-		t.Fatalf("the example could not bind its ports:\n%s", a.Logs())
-	}
-	b := &Caddy{t: t, Host: fmt.Sprintf("127.0.0.1:%d", gb)}
+	a := runConfig(t, dir, path, ga, admin, env)
+	b := &Caddy{Host: fmt.Sprintf("127.0.0.1:%d", gb)}
 	b.Base = "http://" + b.Host
 	for range 100 { // the same process; wait for its other listener too
 		if _, err := b.DoErr(Req{Path: "/"}); err == nil {

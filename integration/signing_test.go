@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/caddy-session/caddy-session/examples/verify"
+	"github.com/caddy-session/caddy-session/internal/testkit"
 )
 
 const signKey = "signing-key-for-tests-0123456789abcdefghij"
@@ -75,37 +76,9 @@ func startProcessUpstream(t testing.TB, name string, args func(port int) []strin
 	cmd := exec.Command(name, args(port)...)
 	cmd.Dir = verifyDir(t)
 	cmd.Env = append(os.Environ(), env...)
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, out.String())
-		}
-	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case <-done:
-			t.Fatalf("%s exited at start:\n%s", name, out.String())
-		default:
-		}
-		if conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			conn.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not listen on %s:\n%s", name, addr, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.StartProgram(t, cmd, addr, 15*time.Second)
+	return addr
 }
 
 // needTool returns the path of a tool, or skips the test saying why.

@@ -18,10 +18,10 @@ import (
 // and a Caddy runs with it as its secret.
 func TestCLISecret(t *testing.T) {
 	t.Parallel()
-	env := (&Caddy{Dir: t.TempDir()}).env()
+	dir := t.TempDir()
 	var secrets []string
 	for range 2 {
-		out, err := runCaddy(t, env, "session", "secret")
+		out, err := runCaddy(t, dir, "session", "secret")
 		if err != nil {
 			t.Fatalf("caddy session secret: %v", err)
 		}

@@ -1,97 +1,35 @@
 package ops
 
 import (
-	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-session/caddy-session/internal/testkit"
 )
 
-// caddyBin is the Caddy that TestMain builds from ./cmd/caddy.
+// caddyBin is the Caddy that TestMain builds from ./cmd/caddy (with -race
+// when CADDY_SESSION_RACE=1).
 var caddyBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "caddy-session-ops-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		caddyBin = filepath.Join(dir, "caddy")
-		cmd := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "ops: go build ./cmd/caddy: %v\n%s", err, out)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	caddyBin = testkit.MustBuildCaddy("ops", testkit.DefaultCaddy)
+	os.Exit(m.Run())
 }
 
-var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{}
-)
-
-// freePort returns a loopback port that was free a moment ago and that no
-// other test of this process got (never 2019, Caddy's default admin port:
-// the kernel hands out ephemeral ports well above it).
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		portsMu.Lock()
-		dup := ports[p]
-		ports[p] = true
-		portsMu.Unlock()
-		if !dup && p != 2019 {
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// freePort is testkit.FreePort: a loopback port no other test holds.
+func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
 // Caddy is one Caddy process: the built binary on a Caddyfile of the test.
 type Caddy struct {
-	t         testing.TB
 	Dir       string
 	Config    string // the Caddyfile's path
 	HTTPPort  int
@@ -99,11 +37,7 @@ type Caddy struct {
 	Base      string // http://127.0.0.1:<port>
 	Admin     string // http://localhost:<admin port>
 	Up        *Upstream
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs syncBuffer
+	proc      *testkit.Caddy
 }
 
 // caddyfile renders a Caddyfile: global options (admin on its own port,
@@ -131,119 +65,40 @@ http://:%d {
 // test ends.
 func StartCaddy(t testing.TB, global, site string) *Caddy {
 	t.Helper()
-	c := &Caddy{t: t, Dir: t.TempDir(), Up: NewUpstream(t)}
-	c.HTTPPort, c.AdminPort = freePort(t), freePort(t)
+	c := &Caddy{Up: NewUpstream(t), proc: testkit.NewCaddy(t, caddyBin)}
+	c.Dir, c.Config, c.AdminPort = c.proc.Dir, c.proc.ConfigPath, c.proc.AdminPort
+	c.HTTPPort = freePort(t)
 	c.Base = fmt.Sprintf("http://127.0.0.1:%d", c.HTTPPort)
-	c.Admin = fmt.Sprintf("http://localhost:%d", c.AdminPort)
-	c.Config = filepath.Join(c.Dir, "Caddyfile")
+	c.Admin = "http://" + c.proc.AdminAddr()
 	c.write(t, global, site)
-	t.Cleanup(func() {
-		c.Stop()
-		logs := c.Logs()
-		if strings.Contains(logs, "WARNING: DATA RACE") || strings.Contains(logs, "panic:") {
-			t.Errorf("the Caddy process raced or panicked")
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(c.Config)
-			t.Logf("Caddyfile:\n%s\nCaddy logs:\n%s", b, logs)
-		}
-	})
 	c.Start(t)
 	return c
 }
 
 func (c *Caddy) write(t testing.TB, global, site string) {
 	t.Helper()
-	if err := os.WriteFile(c.Config, []byte(c.caddyfile(global, site)), 0o600); err != nil {
+	if err := c.proc.WriteConfig(c.caddyfile(global, site)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// env is the environment of the test's Caddy processes: a home of their
-// own, so that nothing reads or writes the user's Caddy data.
-func (c *Caddy) env() []string {
-	return append(os.Environ(),
-		"HOME="+filepath.Join(c.Dir, "home"),
-		"XDG_CONFIG_HOME="+filepath.Join(c.Dir, "home", "config"),
-		"XDG_DATA_HOME="+filepath.Join(c.Dir, "home", "data"),
-	)
 }
 
 // Start runs the process and waits until it serves.
 func (c *Caddy) Start(t testing.TB) {
 	t.Helper()
-	cmd := exec.Command(caddyBin, "run", "--config", c.Config, "--adapter", "caddyfile")
-	cmd.Env = c.env()
-	cmd.Stdout, cmd.Stderr = &c.logs, &c.logs
-	if err := cmd.Start(); err != nil {
+	if err := c.proc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	c.mu.Lock()
-	c.cmd, c.done = cmd, done
-	c.mu.Unlock()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-done:
-			t.Fatalf("caddy exited before serving:\n%s", c.Logs())
-		default:
-		}
-		// The site's port alone is not proof: another test's freePort
-		// probe may hold it for an instant. Caddy's admin endpoint
-		// answering is; by then the site is bound too, or Caddy has
-		// exited saying why.
-		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", c.HTTPPort), 200*time.Millisecond); err == nil {
-			conn.Close()
-			if adminUp(c.Admin) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not listen:\n%s", c.Logs())
-		}
-		time.Sleep(30 * time.Millisecond)
-	}
-}
-
-// adminUp reports whether Caddy's admin endpoint at base answers.
-func adminUp(base string) bool {
-	client := http.Client{Timeout: 500 * time.Millisecond}
-	resp, err := client.Get(base + "/config/")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // Stop ends the process (SIGTERM, then SIGKILL after a few seconds).
-func (c *Caddy) Stop() {
-	c.mu.Lock()
-	cmd, done := c.cmd, c.done
-	c.cmd = nil
-	c.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
+func (c *Caddy) Stop() { c.proc.Stop() }
 
 // Reload writes a new Caddyfile and loads it with `caddy reload`.
 func (c *Caddy) Reload(t testing.TB, global, site string) {
 	t.Helper()
 	c.write(t, global, site)
-	out, err := c.Run(t, "reload", "--config", c.Config, "--adapter", "caddyfile",
-		"--address", fmt.Sprintf("localhost:%d", c.AdminPort), "--force")
-	if err != nil {
-		t.Fatalf("caddy reload: %v\n%s", err, out)
+	if err := c.proc.Reload(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -251,32 +106,21 @@ func (c *Caddy) Reload(t testing.TB, global, site string) {
 // standard output (standard error is added to the error).
 func (c *Caddy) Run(t testing.TB, args ...string) (string, error) {
 	t.Helper()
-	return runCaddy(t, c.env(), args...)
+	return runCaddy(t, c.Dir, args...)
 }
 
-func runCaddy(t testing.TB, env []string, args ...string) (string, error) {
+// runCaddy runs a caddy subcommand with its home under dir and returns its
+// standard output (standard error is added to the error).
+func runCaddy(t testing.TB, dir string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(caddyBin, args...)
-	cmd.Env = env
-	var stdout, stderr syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	stdout, stderr, err := testkit.RunCaddy(caddyBin, dir, nil, 60*time.Second, args...)
+	if errors.Is(err, testkit.ErrTimedOut) || errors.Is(err, testkit.ErrBadOutput) {
+		t.Fatalf("%v\n%s%s", err, stdout, stderr)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return stdout.String(), fmt.Errorf("%w\nstderr:\n%s", err, stderr.String())
-		}
-		return stdout.String(), nil
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("caddy %s did not finish:\n%s%s", strings.Join(args, " "), stdout.String(), stderr.String())
-		return "", nil
+	if err != nil {
+		return stdout, fmt.Errorf("%w\nstderr:\n%s", err, stderr)
 	}
+	return stdout, nil
 }
 
 // moduleLogs returns the log lines of the session module (its handler and
@@ -302,7 +146,7 @@ func writeFile(t testing.TB, content string) string {
 }
 
 // Logs returns what the process wrote so far.
-func (c *Caddy) Logs() string { return c.logs.String() }
+func (c *Caddy) Logs() string { return c.proc.Logs() }
 
 // ---------------------------------------------------------------------------
 // The upstream
@@ -463,47 +307,5 @@ func number(t testing.TB, m map[string]any, key string) int {
 // redis-server the test is skipped, or fails when CI is set.
 func startRedis(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server is not in PATH: install Redis (Debian: apt-get install redis-server) to run the Redis admin tests"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + " (CI is set: a failure, not a skip)")
-		}
-		t.Skip(msg)
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		port := freePort(t)
-		dir := t.TempDir()
-		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir)
-		var log syncBuffer
-		cmd.Stdout, cmd.Stderr = &log, &log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		for i := 0; i < 100; i++ {
-			select {
-			case <-done:
-				i = 100 // exited: port taken, try another
-				continue
-			default:
-			}
-			if conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-				conn.Close()
-				t.Cleanup(func() {
-					_ = cmd.Process.Kill()
-					<-done
-				})
-				return addr
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		_ = cmd.Process.Kill()
-		<-done
-	}
-	t.Fatal("could not start redis-server")
-	return ""
+	return testkit.StartRedis(t).Addr()
 }

@@ -4,18 +4,17 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-session/caddy-session/internal/testkit"
 )
 
 // TestEndToEnd builds Caddy with caddy-session and this store, and runs it
@@ -28,7 +27,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Skip("builds and runs Caddy")
 	}
 	dir := t.TempDir()
-	bin := buildCaddy(t, dir)
+	bin := testkit.CaddyBinary(t, "./examples/caddystorage/cmd/caddy")
 
 	var mu sync.Mutex
 	var seen []http.Header // the headers of each request the upstream got
@@ -50,11 +49,11 @@ func TestEndToEnd(t *testing.T) {
 
 	storageDir := filepath.Join(dir, "storage")
 	sessionsDir := filepath.Join(storageDir, "caddy-session", "sessions")
-	a := newCaddy(t, bin, dir, "a", storageDir, upstream.Listener.Addr().String())
+	a := newCaddy(t, bin, "a", storageDir, upstream.Listener.Addr().String())
 
 	// caddy validate provisions the store: it must write nothing.
-	if out, err := a.run("validate", "--config", a.config, "--adapter", "caddyfile"); err != nil {
-		t.Fatalf("caddy validate: %v\n%s", err, out)
+	if stdout, stderr, err := a.proc.Run(time.Minute, "validate", "--config", a.proc.ConfigPath, "--adapter", "caddyfile"); err != nil {
+		t.Fatalf("caddy validate: %v\n%s%s", err, stdout, stderr)
 	}
 	if _, err := os.Stat(sessionsDir); !os.IsNotExist(err) {
 		t.Fatalf("caddy validate wrote to the sessions folder (%v)", err)
@@ -113,12 +112,12 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// A second instance on the same storage shares the session.
-	b := newCaddy(t, bin, dir, "b", storageDir, upstream.Listener.Addr().String())
+	b := newCaddy(t, bin, "b", storageDir, upstream.Listener.Addr().String())
 	b.start(t)
 	wantCountry(b, "on a second instance", "DE")
 
 	// A restart keeps it.
-	a.stop(true)
+	a.proc.Stop()
 	a.start(t)
 	wantCountry(a, "after a restart", "DE")
 	if resp, body := a.do(t, "GET", "/__session", "", cookie); strings.TrimSpace(body) != `{"countryCode":"DE"}` {
@@ -141,49 +140,23 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-// buildCaddy builds examples/caddystorage/cmd/caddy from the module root.
-func buildCaddy(t *testing.T, dir string) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("cannot find the module root: %v", err)
-	}
-	bin := filepath.Join(dir, "caddy")
-	cmd := exec.Command("go", "build", "-o", bin, "./examples/caddystorage/cmd/caddy")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // caddyProc is one Caddy instance of the test.
 type caddyProc struct {
-	name, bin, dir, config string
-	host                   string // 127.0.0.1:<port>
-	cmd                    *exec.Cmd
-	done                   chan struct{}
-	logs                   *bytes.Buffer
-	logsMu                 *sync.Mutex
+	name string
+	host string // 127.0.0.1:<port>
+	proc *testkit.Caddy
 }
 
 var secret = "kVq3sXz9Lm2Pw8Rt6Yb1Nc4Hd7Jf0Ga5Ue2Io9Kl3Mn6Bv8C" // 48 characters
 
 // newCaddy writes a Caddyfile for one instance: its own admin and site
-// ports, the shared storage, and Caddy killed when the test ends.
-func newCaddy(t *testing.T, bin, dir, name, storageDir, upstream string) *caddyProc {
+// ports, the shared storage, and Caddy stopped when the test ends.
+func newCaddy(t *testing.T, bin, name, storageDir, upstream string) *caddyProc {
 	t.Helper()
-	c := &caddyProc{name: name, bin: bin, dir: filepath.Join(dir, name), logs: new(bytes.Buffer), logsMu: new(sync.Mutex)}
-	if err := os.MkdirAll(c.dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	c.host = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	c.config = filepath.Join(c.dir, "Caddyfile")
+	c := &caddyProc{name: name, proc: testkit.NewCaddy(t, bin)}
+	c.host = fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
 	src := fmt.Sprintf(`{
-	admin localhost:%d
+	admin %s
 	storage file_system %s
 	auto_https off
 	persist_config off
@@ -199,100 +172,19 @@ http://%s {
 	}
 	reverse_proxy %s
 }
-`, freePort(t), storageDir, c.host, secret, upstream)
-	if err := os.WriteFile(c.config, []byte(src), 0o600); err != nil {
+`, c.proc.AdminAddr(), storageDir, c.host, secret, upstream)
+	if err := c.proc.WriteConfig(src); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		c.stop(false)
-		if t.Failed() {
-			t.Logf("Caddy %s logs:\n%s", c.name, c.output())
-		}
-	})
 	return c
-}
-
-// env keeps Caddy away from the user's own Caddy data.
-func (c *caddyProc) env() []string {
-	home := filepath.Join(c.dir, "home")
-	return append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+home+"/config", "XDG_DATA_HOME="+home+"/data")
-}
-
-// run runs a caddy subcommand to completion.
-func (c *caddyProc) run(args ...string) ([]byte, error) {
-	cmd := exec.Command(c.bin, args...)
-	cmd.Env = c.env()
-	return cmd.CombinedOutput()
-}
-
-func (c *caddyProc) output() string {
-	c.logsMu.Lock()
-	defer c.logsMu.Unlock()
-	return c.logs.String()
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // start runs Caddy and waits until it serves.
 func (c *caddyProc) start(t *testing.T) {
 	t.Helper()
-	cmd := exec.Command(c.bin, "run", "--config", c.config, "--adapter", "caddyfile")
-	cmd.Env = c.env()
-	cmd.Stdout = lockedWriter{c.logsMu, c.logs}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	if err := c.proc.Start(); err != nil {
+		t.Fatalf("Caddy %s: %v", c.name, err)
 	}
-	c.cmd, c.done = cmd, make(chan struct{})
-	go func(done chan struct{}) {
-		cmd.Wait()
-		close(done)
-	}(c.done)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-c.done:
-			t.Fatalf("Caddy %s exited before serving:\n%s", c.name, c.output())
-		default:
-		}
-		if conn, err := net.DialTimeout("tcp", c.host, 200*time.Millisecond); err == nil {
-			conn.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Caddy %s does not listen on %s:\n%s", c.name, c.host, c.output())
-		}
-		time.Sleep(30 * time.Millisecond)
-	}
-}
-
-// stop ends Caddy: SIGTERM first when graceful, SIGKILL otherwise or when
-// it lingers.
-func (c *caddyProc) stop(graceful bool) {
-	if c.cmd == nil {
-		return
-	}
-	if graceful {
-		c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.done:
-			c.cmd = nil
-			return
-		case <-time.After(5 * time.Second):
-		}
-	}
-	c.cmd.Process.Kill()
-	<-c.done
-	c.cmd = nil
 }
 
 // do sends one request, with the session cookie when given.
@@ -319,33 +211,4 @@ func (c *caddyProc) do(t *testing.T, method, path, body string, cookie *http.Coo
 		t.Fatal(err)
 	}
 	return resp, string(b)
-}
-
-var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{}
-)
-
-// freePort returns a loopback port that was free a moment ago and that
-// this test process has not handed out before (Caddy binds with
-// SO_REUSEPORT, so two instances on one port would both start).
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		portsMu.Lock()
-		dup := ports[p]
-		ports[p] = true
-		portsMu.Unlock()
-		if !dup {
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
 }

@@ -499,7 +499,7 @@ func TestCacheNoStaleEntryUnderWrites(t *testing.T) {
 // working as before.
 func TestCacheTrackingRefused(t *testing.T) {
 	t.Parallel() // mostly waiting on servers
-	srv := startServer(t, nil,
+	srv := startServer(t,
 		"--user", "noclient", "on", ">pw", "~*", "&*", "+@all", "-client",
 		"--user", "nochannel", "on", ">pw", "~*", "resetchannels", "+@all")
 	admin := srv.Client()

@@ -24,10 +24,7 @@ func TestCacheStopsServingWhenPongsStop(t *testing.T) {
 	create(t, s, key, time.Minute)
 	warm(t, s, key)
 
-	srv.mu.Lock()
-	proc := srv.cmd.Process
-	srv.mu.Unlock()
-	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+	if err := srv.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatalf("SIGSTOP: %v", err)
 	}
 	stopped := time.Now()
@@ -35,7 +32,7 @@ func TestCacheStopsServingWhenPongsStop(t *testing.T) {
 	resume := func() {
 		if !resumed {
 			resumed = true
-			_ = proc.Signal(syscall.SIGCONT)
+			_ = srv.Signal(syscall.SIGCONT)
 		}
 	}
 	defer resume()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-session/caddy-session/internal/testkit"
 	"github.com/caddy-session/caddy-session/storage"
 )
 
@@ -66,7 +67,7 @@ func mustFailFast(t *testing.T, what string, ops map[string]func(context.Context
 func TestNewDoesNotDial(t *testing.T) {
 	t.Parallel() // mostly waiting on servers
 	// Nothing listens there.
-	dead := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	dead := "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
 	for name, cfg := range map[string]Config{
 		"url":      {URL: "redis://" + dead + "/0"},
 		"address":  {Addresses: []string{dead}},
@@ -126,7 +127,7 @@ func TestFaultKillAndRestart(t *testing.T) {
 func TestFaultStall(t *testing.T) {
 	t.Parallel() // mostly waiting on servers
 	// Redis 7 refuses DEBUG unless started with it allowed.
-	srv := startServer(t, nil, "--enable-debug-command", "local")
+	srv := startServer(t, "--enable-debug-command", "local")
 	admin := srv.Client()
 	s := newStore(t, Config{URL: "redis://" + srv.Addr()})
 	key := storage.Key("stall-test")

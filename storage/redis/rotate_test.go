@@ -147,7 +147,7 @@ func checkTombstone(t *testing.T, s *Store, key string) {
 // one hold the session, never both and never an error reply left behind.
 func TestRotateDuringStall(t *testing.T) {
 	t.Parallel() // mostly waiting on servers
-	srv := startServer(t, nil, "--enable-debug-command", "local")
+	srv := startServer(t, "--enable-debug-command", "local")
 	admin := srv.Client()
 	s := newStore(t, Config{Addresses: []string{srv.Addr()}})
 	oldKey, newKey := storage.Key("old"), storage.Key("new")

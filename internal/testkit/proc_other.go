@@ -1,0 +1,9 @@
+//go:build !linux
+
+package testkit
+
+import "os/exec"
+
+// dieWithParent does nothing here: only Linux ties a child's life to its
+// parent's. Cleanup still stops the processes on a normal exit.
+func dieWithParent(*exec.Cmd) {}

@@ -1,0 +1,132 @@
+package testkit
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestFreePortDistinct(t *testing.T) {
+	seen := map[int]bool{}
+	for range 20 {
+		p := FreePort(t)
+		if seen[p] || reserved[p] {
+			t.Fatalf("port %d handed out twice or reserved", p)
+		}
+		seen[p] = true
+	}
+}
+
+func TestCheckOutput(t *testing.T) {
+	for out, bad := range map[string]bool{
+		`{"level":"info","msg":"serving initial configuration"}`: false,
+		"==================\nWARNING: DATA RACE\nWrite at ...":   true,
+		"panic: boom\n\ngoroutine 1 [running]:":                  true,
+		"http: panic serving 127.0.0.1:1234: boom":               true,
+		"fatal error: concurrent map writes":                     true,
+	} {
+		if err := CheckOutput("x", out); (err != nil) != bad {
+			t.Errorf("CheckOutput(%q) = %v, want an error: %v", out, err, bad)
+		}
+	}
+}
+
+func TestRedis(t *testing.T) {
+	t.Parallel()
+	s := StartRedis(t)
+	if err := RedisPing(s.Addr(), nil, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := RedisPing(s.Addr(), nil, 200*time.Millisecond); err == nil {
+		t.Fatal("a stopped redis-server answered PING")
+	}
+	s.Restart()
+	if err := RedisPing(s.Addr(), nil, time.Second); err != nil {
+		t.Fatalf("after Restart: %v", err)
+	}
+}
+
+func TestPostgres(t *testing.T) {
+	t.Parallel()
+	p := StartPostgres(t)
+	out, err := p.Psql("select 40 + 2")
+	if err != nil || out != "42" {
+		t.Fatalf("psql: %q %v\n%s", out, err, p.Logs())
+	}
+	p.Stop()
+	if !strings.Contains(p.Logs(), "database system is shut down") {
+		t.Fatalf("the server did not shut down cleanly:\n%s", p.Logs())
+	}
+}
+
+func TestCaddy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds Caddy")
+	}
+	t.Parallel()
+	c := NewCaddy(t, CaddyBinary(t, ""))
+	port := FreePort(t)
+	write := func(body string) {
+		t.Helper()
+		err := c.WriteConfig(fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tpersist_config off\n\tstorage file_system %s/storage\n}\n\nhttp://127.0.0.1:%d {\n\trespond %q\n}\n",
+			c.AdminAddr(), c.Dir, port, body))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(want string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if got := string(b); got != want {
+			t.Fatalf("GET / = %s %q, want %q", resp.Status, got, want)
+		}
+	}
+	write("one")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	get("one")
+	write("two")
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	get("two")
+	if err := c.Restart(true); err != nil {
+		t.Fatal(err)
+	}
+	get("two")
+
+	// The same Caddy on a JSON config.
+	c.ConfigPath, c.Adapter = filepath.Join(c.Dir, "caddy.json"), ""
+	err := c.WriteConfig(fmt.Sprintf(`{"admin": {"listen": %q}, "apps": {"http": {"servers": {"s": {
+		"listen": ["127.0.0.1:%d"], "automatic_https": {"disable": true},
+		"routes": [{"handle": [{"handler": "static_response", "body": "three"}]}]}}}}}`, c.AdminAddr(), port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	get("three")
+	if err := c.Restart(false); err != nil {
+		t.Fatal(err)
+	}
+	get("three")
+}
