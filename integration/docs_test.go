@@ -50,7 +50,7 @@ func docSnippets(t *testing.T, root, rel string) []docSnippet {
 				cur = &docSnippet{file: rel, line: n, kind: m[2], label: fmt.Sprintf("%s:%d", rel, n)}
 				indent = m[1]
 				body.Reset()
-			} else if strings.Contains(line, "```caddyfile") {
+			} else if strings.HasPrefix(strings.TrimSpace(line), "```caddyfile") {
 				t.Errorf("%s:%d: a Caddyfile fence this test does not understand: %q", rel, n, line)
 			}
 			continue
