@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -205,5 +206,45 @@ func TestDocsCaddyfileSnippets(t *testing.T) {
 				t.Errorf("%s: the block wrapped %s is not formatted:\n%s\n%s", s.label, how, errOut, full)
 			}
 		})
+	}
+}
+
+// TestDocsHydrogenMigratedValuesStayStrings proves what
+// docs/hydrogen-migration.md says of imported values: Hydrogen 1.0 stored
+// strings, so a cart saved as JSON text is imported as a string; the
+// upstream receives that text as it is when it is printable ASCII (the
+// same bytes an object would give) and as JSON text, quotes included,
+// otherwise; the browser's GET /__session shows a string; the upstream
+// converts it with X-Session-Set, which its own request never shows, and
+// the next request carries the object.
+func TestDocsHydrogenMigratedValuesStayStrings(t *testing.T) {
+	t.Parallel()
+	c := StartCaddy(t, CaddyOpts{Session: "\tclient_writable cart note\n\tclient_readable *\n\tmigrate_from hydrogen_v1"})
+	// Hydrogen wrote encodeURIComponent(JSON.stringify(data)), data being a
+	// Record<string, string>.
+	hydrogen := `{"cart":"{\"items\":[{\"id\":\"mug\",\"qty\":2}]}","note":"{\"to\":\"Zoë\"}"}`
+	b := c.NewBrowser()
+	b.Do(t, Req{Path: "/page", Cookie: "__session=" + url.QueryEscape(hydrogen)})
+	wantSessionHeaders(t, c.Up.Last(t), map[string]string{
+		"X-Session-Cart": `{"items":[{"id":"mug","qty":2}]}`,
+		"X-Session-Note": `"{\"to\":\"Zo\u00eb\"}"`,
+	})
+	got := jsonObject(t, b.API(t, "GET", ""))
+	if _, ok := got["cart"].(string); !ok {
+		t.Fatalf("GET /__session after the import: cart = %#v, want a string", got["cart"])
+	}
+	// The upstream converts the cart once; its own request still shows the
+	// imported value.
+	b.Get(t, "/convert", `X-Test-Resp: X-Session-Set: {"cart":{"items":[{"id":"mug","qty":2}]}}`)
+	if h := c.Up.Last(t).Header.Get("X-Session-Cart"); h != `{"items":[{"id":"mug","qty":2}]}` {
+		t.Fatalf("the converting request's X-Session-Cart = %q", h)
+	}
+	got = jsonObject(t, b.API(t, "GET", ""))
+	if _, ok := got["cart"].(map[string]any); !ok {
+		t.Fatalf("GET /__session after the conversion: cart = %#v, want an object", got["cart"])
+	}
+	b.Get(t, "/next")
+	if h := c.Up.Last(t).Header.Get("X-Session-Cart"); h != `{"items":[{"id":"mug","qty":2}]}` {
+		t.Fatalf("the next request's X-Session-Cart = %q", h)
 	}
 }
