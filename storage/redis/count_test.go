@@ -39,3 +39,23 @@ func TestCount(t *testing.T) {
 		})
 	}
 }
+
+// A record that Rotate moved away stays behind as a tombstone for
+// tombstoneTTL; Count does not count it, so a rotation never shows as two
+// sessions (the README's admin API section says so).
+func TestCountSkipsRotationTombstones(t *testing.T) {
+	t.Parallel()
+	srv := standalone(t)
+	s := newStore(t, Config{Addresses: []string{srv.Addr()}})
+	oldKey, newKey := storage.Key("count-old"), storage.Key("count-new")
+	create(t, s, oldKey, time.Minute)
+	if err := s.Rotate(t.Context(), oldKey, newKey); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := srv.Client().Exists(t.Context(), s.prefix+oldKey).Result(); err != nil || n != 1 {
+		t.Fatalf("the rotated-away record is not there as a tombstone (EXISTS = %d, %v): the test proves nothing", n, err)
+	}
+	if n, err := s.Count(t.Context()); err != nil || n != (storage.Counts{Confirmed: 1}) {
+		t.Fatalf("Count after a rotation = %+v, %v; want one confirmed session", n, err)
+	}
+}
