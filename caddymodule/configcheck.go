@@ -185,15 +185,17 @@ func checkStoreName(d *caddyfile.Dispenser, name string) error {
 		name, storeNamespace, name, hint)
 }
 
-// checkRedisURL refuses a Redis URL whose scheme the store does not take.
-// A URL from a placeholder is checked at provisioning. The URL itself is
+// checkRedisURL refuses a Redis URL whose scheme the store does not take
+// (storage/redis takes redis://, rediss:// and unix://). A scheme from a
+// placeholder is checked at provisioning. The URL itself is
 // never shown: it may hold a password.
 func checkRedisURL(d *caddyfile.Dispenser, u string) error {
-	if !literal(u) {
-		return nil
-	}
 	scheme, _, ok := strings.Cut(u, "://")
 	switch {
+	case !literal(scheme):
+		return nil // {env.REDIS_URL}
+	case !ok && !literal(u):
+		return nil // host{env.PORT}...: no scheme yet; checked at provisioning
 	case !ok:
 		return d.Err("redis url: write it as redis://[user:password@]host:port/db, or rediss://... for TLS")
 	case scheme == "redis", scheme == "rediss", scheme == "unix":

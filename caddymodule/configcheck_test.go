@@ -53,6 +53,7 @@ func TestConfigCaddyfileLoadErrors(t *testing.T) {
 		{"redis url scheme", "store redis http://pw@r:6379", 2, []string{`scheme "http" is not Redis's`, "redis://", "rediss://"}, []string{"pw@"}},
 		{"redis url subdirective scheme", "store redis {\n\t\turl https://r:6379\n\t}", 3, []string{`scheme "https"`}, nil},
 		{"redis url no scheme", "store redis r:6379", 2, []string{"redis url: write it as redis://"}, nil},
+		{"redis url scheme, placeholder password", "store redis http://:{env.PW}@r:6379", 2, []string{`scheme "http"`}, nil},
 		{"expires past", "cookie {\n\t\texpires 2020-01-02T15:04:05Z\n\t}", 3, []string{"cookie expires 2020-01-02T15:04:05Z has passed", "set a time in the future"}, nil},
 		{"unknown store", "store redi", 2, []string{`unknown store "redi"`, "did you mean redis?", "cookie, file, memory", "redis"}, nil},
 		{"unknown store far", "store nowhere", 2, []string{`unknown store "nowhere"`, "http.session.stores.nowhere", "this binary has the stores"}, nil},
@@ -115,6 +116,8 @@ func TestConfigCaddyfileAccepted(t *testing.T) {
 		{"redis url", "store redis redis://r:6379/0", `"url":"redis://r:6379/0"`},
 		{"rediss url", "store redis {\n\t\turl rediss://r:6379/0\n\t}", `"url":"rediss://r:6379/0"`},
 		{"redis url placeholder", "store redis {env.REDIS_URL}", `"url":"{env.REDIS_URL}"`},
+		{"redis url placeholder password", "store redis redis://:{env.PW}@r:6379/0", `"url":"redis://:{env.PW}@r:6379/0"`},
+		{"unix socket url", "store redis unix:///run/redis.sock", `"url":"unix:///run/redis.sock"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, err := unmarshalSession("session {\n\t" + tc.body + "\n}")
