@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,14 +18,15 @@ import (
 type subdirectives map[string]func(d *caddyfile.Dispenser) error
 
 // parseBlock reads the block that opens after d's current token: each
-// subdirective must be one of subs, and may appear once. Errors carry the
+// subdirective must be one of subs, and may appear once, except those
+// named in repeatable (lists, whose values add up). Errors carry the
 // line. what names a subdirective of this block in messages, with %q for
 // its name: `subdirective %q of store redis`, `cookie subdirective %q`.
-func parseBlock(d *caddyfile.Dispenser, what string, subs subdirectives) error {
+func parseBlock(d *caddyfile.Dispenser, what string, subs subdirectives, repeatable ...string) error {
 	seen := make(map[string]bool, len(subs))
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
-		if seen[sub] {
+		if seen[sub] && !slices.Contains(repeatable, sub) {
 			return d.Errf("duplicate "+what+"; give it once", sub)
 		}
 		parse, ok := subs[sub]
@@ -252,11 +254,11 @@ func parseSwitch(d *caddyfile.Dispenser) (bool, error) {
 	case len(args) > 1:
 		return false, d.ArgErr()
 	}
-	switch args[0] {
+	switch strings.ToLower(args[0]) {
 	case "on", "true":
 		return true, nil
 	case "off", "false":
 		return false, nil
 	}
-	return false, d.Errf("%s %q: use on or off", name, args[0])
+	return false, d.Errf("%s %q: use on or off (or true or false)", name, args[0])
 }

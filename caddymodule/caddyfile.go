@@ -49,11 +49,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		cookie [<name>] {
 //			path      <path>
 //			domain    <domain>
-//			max_age   <duration>
+//			max_age   <duration>|<seconds>
 //			expires   <RFC 3339 time>
-//			secure    auto|on|off
-//			http_only [on|off]
-//			same_site lax|strict|none
+//			secure    auto|on|off|true|false
+//			http_only [on|off|true|false]
+//			same_site lax|strict|none (any case)
 //		}
 //		store <module> [<args...>] {
 //			<module options>
@@ -77,14 +77,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		new_session_ttl <duration>|off
 //	}
 //
-// Every subdirective may appear once.
+// Every subdirective may appear once, except the lists (secret,
+// client_writable, client_readable, trusted_origins, forward): their
+// lines add up, and a value listed twice is an error.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.Errf("session takes no arguments, only a block; got %q", d.Val())
 	}
 	return parseBlock(d, "subdirective %q of session", subdirectives{
-		"secret": setStrings(&h.Secrets),
+		"secret": addSecrets(&h.Secrets),
 		"cookie": func(d *caddyfile.Dispenser) (err error) {
 			h.Cookie, err = parseCookie(d)
 			return err
@@ -105,24 +107,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			return nil
 		},
-		"client_writable": setStrings(&h.ClientWritable),
-		"client_readable": setStrings(&h.ClientReadable),
-		"trusted_origins": func(d *caddyfile.Dispenser) (err error) {
-			if h.TrustedOrigins, err = allArgs(d, 1); err != nil {
-				return err
-			}
-			for _, o := range h.TrustedOrigins {
-				if err := checkOrigin(d, o); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-		"forward":        setStrings(&h.Forward),
-		"max_body":       setSize(&h.MaxBody),
-		"max_size":       setSize(&h.MaxSize),
-		"max_keys":       setInt(&h.MaxKeys, 1, 0),
-		"on_store_error": setEnum(&h.OnStoreError, storeErrorPolicies...),
+		"client_writable": addKeys(&h.ClientWritable, false),
+		"client_readable": addKeys(&h.ClientReadable, true),
+		"trusted_origins": addOrigins(&h.TrustedOrigins),
+		"forward":         addKeys(&h.Forward, false),
+		"max_body":        setSize(&h.MaxBody),
+		"max_size":        setSize(&h.MaxSize),
+		"max_keys":        setInt(&h.MaxKeys, 1, 0),
+		"on_store_error":  setEnum(&h.OnStoreError, storeErrorPolicies...),
 		"migrate_from": func(d *caddyfile.Dispenser) error {
 			args, err := allArgs(d, 1)
 			switch {
@@ -140,7 +132,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return nil
 		},
 		"sign_headers": setString(&h.SignHeaders),
-		"index_key":    setString(&h.IndexKey),
+		"index_key":    setKey(&h.IndexKey),
 		"admin_id":     setString(&h.AdminID),
 		"audience":     setString(&h.Audience),
 		"new_session_ttl": func(d *caddyfile.Dispenser) error {
@@ -156,7 +148,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		},
 		"vary_cookie": setSwitch(&h.VaryCookie),
-	})
+	}, listSubdirectives...)
 }
 
 // parseCookie reads `cookie [<name>] { ... }`.
@@ -187,11 +179,11 @@ func parseCookie(d *caddyfile.Dispenser) (*CookieConfig, error) {
 			return err
 		},
 		"domain":    setString(&c.Domain),
-		"max_age":   setDuration(&c.MaxAge),
+		"max_age":   parseMaxAge(&c.MaxAge),
 		"expires":   setString(&c.Expires),
-		"secure":    setEnum(&c.Secure, secureModes...),
+		"secure":    setEnumFold(&c.Secure, map[string]string{"true": "on", "false": "off"}, secureModes...),
 		"http_only": setSwitch(&c.HTTPOnly),
-		"same_site": setEnum(&c.SameSite, sameSiteModes...),
+		"same_site": setEnumFold(&c.SameSite, nil, sameSiteModes...),
 	}
 	// Check the attributes as they come, so an error names the line that
 	// made the cookie invalid (a __Host- name with a domain, say): no later
@@ -223,6 +215,9 @@ func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
 		return d.Errf("store needs a name: cookie, memory, file, redis, or a module in http.session.stores")
 	}
 	name := d.Val()
+	if err := checkStoreName(d, name); err != nil {
+		return err
+	}
 	unm, err := caddyfile.UnmarshalModule(d, "http.session.stores."+name)
 	if err != nil {
 		return err
@@ -239,6 +234,9 @@ func checkOrigin(d *caddyfile.Dispenser, o string) error {
 	}
 	return nil
 }
+
+// listSubdirectives may be repeated; their values add up.
+var listSubdirectives = []string{"secret", "client_writable", "client_readable", "trusted_origins", "forward"}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

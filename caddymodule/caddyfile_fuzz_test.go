@@ -19,7 +19,7 @@ var caddyfileSeeds = []string{
 	cookie __Host-sid {
 		path /
 		max_age 12h
-		expires 2027-01-02T15:04:05Z
+		expires 2099-01-02T15:04:05Z
 		secure on
 		http_only off
 		same_site strict

@@ -22,7 +22,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "session",
-		Usage: "secret | decode --config <file> [--adapter <name>] [--id <admin_id>] [--audience <host>] <cookie value>",
+		Usage: "secret | decode [--config <file>] [--adapter <name>] [--id <admin_id>] [--audience <host>] <cookie value>",
 		Short: "Helpers for the session handler: make a secret, decode a session cookie",
 		Long: `
 Helpers for caddy-session's http.handlers.session.
@@ -32,8 +32,9 @@ Helpers for caddy-session's http.handlers.session.
       (48 random bytes, base64): put it in SESSION_SECRET and write
       "secret {env.SESSION_SECRET}".
 
-  caddy session decode --config <file> [--adapter <name>] [--id <admin_id>] [--audience <host>] <cookie value>
-      Loads the config (without starting anything), finds its session
+  caddy session decode [--config <file>] [--adapter <name>] [--id <admin_id>] [--audience <host>] <cookie value>
+      Loads the config (./Caddyfile when --config is not given, as caddy
+      run does; without starting anything), finds its session
       handlers, and decodes the cookie value with their secrets, under the
       audience it was issued for: the host name that set it (--audience),
       unless the handler's audience is fixed (audience, or cookie domain). It prints
@@ -42,7 +43,8 @@ Helpers for caddy-session's http.handlers.session.
       (the memory store through the running Caddy's admin API), or, when
       the store cannot be reached, the session's short keyed hash. It never
       prints a session ID. Exit status 1 when no handler's secrets verify
-      the value.
+      the value. It logs nothing: errors go to stderr, the session to
+      stdout.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Args = cobra.NoArgs
@@ -56,7 +58,7 @@ Helpers for caddy-session's http.handlers.session.
 				},
 			})
 			decode := &cobra.Command{
-				Use:   "decode --config <file> [--adapter <name>] [--id <admin_id>] [--audience <host>] <cookie value>",
+				Use:   "decode [--config <file>] [--adapter <name>] [--id <admin_id>] [--audience <host>] <cookie value>",
 				Short: "Prints the session a cookie value holds, decoded with the config's secrets",
 				Args:  cobra.ExactArgs(1),
 				RunE: func(cmd *cobra.Command, args []string) error {
@@ -76,11 +78,10 @@ Helpers for caddy-session's http.handlers.session.
 					return nil
 				},
 			}
-			decode.Flags().StringP("config", "c", "", "Configuration file (required)")
+			decode.Flags().StringP("config", "c", "", "Configuration file (default: ./Caddyfile)")
 			decode.Flags().StringP("adapter", "a", "", "Name of the config adapter (caddyfile for a Caddyfile not named so)")
 			decode.Flags().String("id", "", "Only the session handler with this admin_id (default: every one)")
 			decode.Flags().String("audience", "", "The host name the cookie was issued for (sessions are bound to their site); not needed when the handler's audience is fixed")
-			_ = decode.MarkFlagRequired("config")
 			cmd.AddCommand(decode)
 		},
 	})
@@ -96,11 +97,20 @@ func newSecret() string {
 
 // decodeCommand runs `caddy session decode` and returns its exit status.
 func decodeCommand(out io.Writer, configFile, adapter, id string, value cookieBody) (int, error) {
+	// Caddy logs to stderr as it loads a config (the file it reads, the
+	// adapter's warnings, each module's provisioning): this command
+	// prints only the session, or an error.
+	if err := silenceCaddyLog(); err != nil {
+		return 2, err
+	}
 	cfgJSON, _, _, err := caddycmd.LoadConfig(configFile, adapter)
 	if err != nil {
 		return 2, err
 	}
 	if len(cfgJSON) == 0 {
+		if configFile == "" {
+			return 2, errors.New("no config: give --config <file>, or run it in the directory of your Caddyfile")
+		}
 		return 2, errors.New("the config is empty")
 	}
 	adminAddr, _ := caddycmd.DetermineAdminAPIAddress("", cfgJSON, configFile, adapter)
@@ -110,8 +120,8 @@ func decodeCommand(out io.Writer, configFile, adapter, id string, value cookieBo
 		return 2, fmt.Errorf("decoding the config: %v", err)
 	}
 	// Provision only: no listener, no admin endpoint; and the config's
-	// logs stay untouched (this process logs to stderr).
-	cfg.Admin, cfg.Logging = nil, nil
+	// logs stay untouched (this process logs nothing).
+	cfg.Admin, cfg.Logging = nil, quietLogging()
 	before := handlerIDs()
 	if _, err := caddy.ProvisionContext(&cfg); err != nil {
 		return 2, fmt.Errorf("loading the config: %v", err)
@@ -163,6 +173,25 @@ func decodeCommand(out io.Writer, configFile, adapter, id string, value cookieBo
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	return 0, enc.Encode(info)
+}
+
+// quietLogging is a logging config whose default log takes only fatal
+// entries. It keeps Caddy's default writer (stderr), so switching to it
+// logs no "redirected default logger" line either.
+func quietLogging() *caddy.Logging {
+	return &caddy.Logging{Logs: map[string]*caddy.CustomLog{
+		caddy.DefaultLoggerName: {BaseLog: caddy.BaseLog{Level: "fatal"}},
+	}}
+}
+
+// silenceCaddyLog makes Caddy's default logger quiet for the rest of the
+// process, by provisioning an empty config with quietLogging.
+func silenceCaddyLog() error {
+	_, err := caddy.ProvisionContext(&caddy.Config{Logging: quietLogging()})
+	if err != nil {
+		return fmt.Errorf("setting up the log: %v", err)
+	}
+	return nil
 }
 
 // inProcess reports whether a store keeps its sessions in Caddy's process.

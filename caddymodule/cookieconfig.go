@@ -30,7 +30,7 @@ type CookieConfig struct {
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
 
 	// A fixed end for every session, in RFC 3339 (2027-01-02T15:04:05Z).
-	// Default: none.
+	// A time that has passed is a load error. Default: none.
 	Expires string `json:"expires,omitempty"`
 
 	// When the cookie gets the Secure attribute: "auto" (when the request
@@ -46,8 +46,8 @@ type CookieConfig struct {
 	SameSite string `json:"same_site,omitempty"`
 }
 
-// The values of secure and same_site as the Caddyfile takes them (JSON
-// also takes true and false for on and off, in any case).
+// The values of secure and same_site. Both are taken in any case, and
+// secure also takes true and false for on and off (Hydrogen's spellings).
 var (
 	secureModes   = []string{"auto", "on", "off"}
 	sameSiteModes = []string{"lax", "strict", "none"}
@@ -78,9 +78,9 @@ func (c *CookieConfig) options() (cookie.Options, error) {
 		return o, fmt.Errorf("cookie max_age %s is too short; use at least 1s", o.MaxAge)
 	}
 	if c.Expires != "" {
-		t, err := time.Parse(time.RFC3339, c.Expires)
+		t, err := checkExpires(c.Expires, time.Now())
 		if err != nil {
-			return o, fmt.Errorf("cookie expires %q: not an RFC 3339 time such as 2027-01-02T15:04:05Z", c.Expires)
+			return o, err
 		}
 		o.Expires = t
 	}

@@ -249,6 +249,9 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // store name
 	if d.NextArg() {
 		s.URL = d.Val()
+		if err := checkRedisURL(d, s.URL); err != nil {
+			return err
+		}
 	}
 	if d.NextArg() {
 		return d.ArgErr()
@@ -258,8 +261,10 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if s.URL != "" {
 				return d.Err("redis url given twice")
 			}
-			s.URL, err = oneArg(d)
-			return err
+			if s.URL, err = oneArg(d); err != nil {
+				return err
+			}
+			return checkRedisURL(d, s.URL)
 		},
 		"addresses": setStrings(&s.Addresses),
 		"cluster": func(d *caddyfile.Dispenser) error {

@@ -51,6 +51,16 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"wildcard trusted origin", "\ttrusted_origins https://*.example.com # BAD", []string{"*.example.com", "origin"}},
 		{"trusted origin without scheme", "\ttrusted_origins shop.example.com # BAD", []string{"shop.example.com", "origin"}},
 		{"trusted origin with a path", "\ttrusted_origins https://shop.example.com/app # BAD", []string{"/app", "origin"}},
+		// #16: what the Caddyfile holds fails at load, not at provisioning.
+		{"short literal secret", "\tsecret tooShortXYZ123 # BAD", []string{"caddy session secret"}},
+		{"secret repeated across lines", "\tsecret " + secretA + "\n\tsecret " + secretA + " # BAD", []string{"repeats secret #1"}},
+		{"bad client_writable key", "\tclient_writable theme 9lives # BAD", []string{"9lives", "client_writable"}},
+		{"bad index_key", "\tindex_key customer.id # BAD", []string{"customer.id", "index_key"}},
+		{"key listed twice across lines", "\tforward theme\n\tforward theme # BAD", []string{"listed twice"}},
+		{"keys naming one header", "\tclient_readable cart_id cart-id # BAD", []string{"same header"}},
+		{"redis url of another scheme", "\tstore redis http://127.0.0.1:6379 # BAD", []string{"redis://"}},
+		{"cookie expires in the past", "\tcookie {\n\t\texpires 2020-01-02T15:04:05Z # BAD\n\t}", []string{"has passed"}},
+		{"unknown store near a known one", "\tstore redi # BAD", []string{"did you mean redis"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -175,5 +185,71 @@ func TestCaddyfileFullSyntax(t *testing.T) {
 				t.Errorf("caddy validate: %v\n%s", err, out)
 			}
 		})
+	}
+}
+
+// TestCaddyfileConfigAdapt (#16): `caddy adapt` fails, with the line, on
+// what the Caddyfile holds (validate is checked in TestCaddyfileErrors),
+// and never shows the secret it refuses.
+func TestCaddyfileConfigAdapt(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, session, want string }{
+		{"short secret", "\tsecret " + secretA + " tooShortXYZ123 # BAD", "secret #2"},
+		{"expires past", "\tcookie {\n\t\texpires 2001-01-01T00:00:00Z # BAD\n\t}", "has passed"},
+		{"unknown store", "\tstore redi # BAD", "cookie, file, memory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out, _, err := validateCaddyfile(t, "adapt", tc.session, nil)
+			if err == nil || !strings.Contains(out, tc.want) {
+				t.Fatalf("caddy adapt: %v, want an error with %q:\n%s", err, tc.want, out)
+			}
+			if !regexp.MustCompile(`Caddyfile:\d+`).MatchString(out) {
+				t.Errorf("the error does not give the line:\n%s", out)
+			}
+			if strings.Contains(out, "tooShortXYZ123") || strings.Contains(out, secretA) {
+				t.Errorf("the error shows a secret:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestCaddyfileHydrogenSpellings (#16): Hydrogen's spellings of the cookie
+// options and repeated list lines adapt to the handler's JSON and
+// validate.
+func TestCaddyfileHydrogenSpellings(t *testing.T) {
+	t.Parallel()
+	session := "\tsecret " + secretA + "\n\tsecret " + secretB + `
+	cookie {
+		same_site Lax
+		secure true
+		http_only false
+		max_age 2592000
+	}
+	client_writable theme
+	client_writable cart
+	forward theme
+	forward customerId
+	trusted_origins https://a.example
+	trusted_origins https://b.example`
+	path, _ := writeCaddyfile(t, session)
+	out, errOut, err := runCaddySplit(t, filepath.Dir(path), nil, "adapt", "--config", path, "--adapter", "caddyfile")
+	if err != nil {
+		t.Fatalf("caddy adapt: %v\n%s%s", err, out, errOut)
+	}
+	var cfg any
+	if err := json.Unmarshal([]byte(out), &cfg); err != nil {
+		t.Fatalf("adapted config: %v\n%s", err, out)
+	}
+	h := findHandler(cfg)
+	got, _ := json.Marshal(map[string]any{"cookie": h["cookie"], "secrets": h["secrets"], "client_writable": h["client_writable"],
+		"forward": h["forward"], "trusted_origins": h["trusted_origins"]})
+	want := `{"client_writable":["theme","cart"],"cookie":{"http_only":false,"max_age":2592000000000000,"same_site":"lax","secure":"on"},` +
+		`"forward":["theme","customerId"],"secrets":["` + secretA + `","` + secretB + `"],"trusted_origins":["https://a.example","https://b.example"]}`
+	if string(got) != want {
+		t.Errorf("adapted session handler:\n got %s\nwant %s", got, want)
+	}
+	if out, _, err := validateCaddyfile(t, "validate", session, nil); err != nil {
+		t.Errorf("caddy validate: %v\n%s", err, out)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/caddy-session/caddy-session/cookie"
+	"github.com/caddy-session/caddy-session/internal/testkit"
 )
 
 // `caddy session secret` prints 48 random bytes in base64, fresh each time,
@@ -184,5 +185,54 @@ func TestCLIDecode(t *testing.T) {
 			}
 			checkDecoded(t, d, out, b.Cookie, tc.cookieStore, want)
 		})
+	}
+}
+
+// `caddy session decode` without --config reads ./Caddyfile, as caddy run
+// does, and prints nothing but the session: no log line on stderr, though
+// the config has a literal secret (a warning at provisioning) and Caddy
+// logs the file it reads (#16). Errors still go to stderr.
+func TestCLIDecodeAdjacentCaddyfile(t *testing.T) {
+	t.Parallel()
+	site := fmt.Sprintf("session {\n\tsecret %s\n}\nreverse_proxy {{UPSTREAM}}", secret)
+	c := StartCaddy(t, "", site)
+	b := c.NewBrowser()
+	b.Login(t, "c_adjacent")
+	if filepath.Base(c.Config) != "Caddyfile" {
+		t.Fatalf("the test's config is %s, not a Caddyfile", c.Config)
+	}
+
+	run := func(dir string, args ...string) (string, string, error) {
+		t.Helper()
+		cmd := exec.Command(caddyBin, append([]string{"session", "decode"}, args...)...)
+		cmd.Dir, cmd.Env = dir, testkit.CaddyEnv(dir, nil)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		return stdout.String(), stderr.String(), err
+	}
+	for _, args := range [][]string{
+		{"--audience", "127.0.0.1", b.Cookie},
+		{"--config", c.Config, "--audience", "127.0.0.1", b.Cookie},
+	} {
+		out, errOut, err := run(c.Dir, args...)
+		if err != nil {
+			t.Fatalf("caddy session decode %q: %v\n%s%s", args, err, out, errOut)
+		}
+		if errOut != "" {
+			t.Errorf("caddy session decode %q logged on stderr:\n%s", args, errOut)
+		}
+		d := new(decodedSession)
+		if err := json.Unmarshal([]byte(out), d); err != nil {
+			t.Fatalf("caddy session decode %q printed something else than a session: %v\n%s", args, err, out)
+		}
+		checkDecoded(t, d, out, b.Cookie, true, "c_adjacent")
+	}
+
+	// No --config and no Caddyfile here: an error on stderr, exit 2.
+	out, errOut, err := run(t.TempDir(), "--audience", "127.0.0.1", b.Cookie)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || out != "" || !strings.Contains(errOut, "--config") {
+		t.Errorf("decode without a config: %v, stdout %q, stderr %q; want exit 2 and an error naming --config", err, out, errOut)
 	}
 }
