@@ -113,6 +113,11 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		if s.storeErr != nil {
 			return h.apiFail(w, r, http.StatusServiceUnavailable, "session store unavailable; nothing was written, try again shortly")
 		}
+		if len(patch) == 0 && !s.exists() {
+			// Nothing to write and no session: nothing is created (no
+			// cookie, no store record), as for a visitor who only reads.
+			return h.apiJSON(w, r, http.StatusOK, map[string]json.RawMessage{})
+		}
 		if err := h.merge(r.Context(), s, patch, now); err != nil {
 			return h.apiWriteError(w, r, err)
 		}

@@ -123,7 +123,12 @@ func (m serverMode) merge(ctx context.Context, h *Handler, s *session, patch map
 		if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
-		// Destroyed or rotated since it was loaded: never revive it.
+		// Destroyed or rotated since it was loaded: never revive it, and
+		// create nothing for an empty write.
+		if len(patch) == 0 {
+			s.id, s.key = "", ""
+			return nil
+		}
 	}
 	id := cookie.NewID()
 	key := storage.Key(id)

@@ -208,3 +208,46 @@ func TestLoadWarnings(t *testing.T) {
 		t.Errorf("a clean config warns: %v\n%s", err, out)
 	}
 }
+
+// TestEmptyWriteCreatesNothing: POST or PATCH of {} without a session
+// answers {} and creates nothing, no cookie and no stored record; with a
+// stale cookie (its session gone), nothing is created either.
+func TestEmptyWriteCreatesNothing(t *testing.T) {
+	t.Parallel()
+	for name, store := range map[string]string{
+		"cookie": "store cookie",
+		"memory": "store memory {\n\t\tname emptywrite\n\t}",
+		"file":   "store file " + filepath.Join(t.TempDir(), "sessions"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := StartCaddy(t, CaddyOpts{Session: "\tsecret " + secretA + "\n\tclient_writable n\n\t" + store})
+			for _, m := range []string{"POST", "PATCH"} {
+				r := c.Do(t, Req{Method: m, Path: "/__session", CT: "application/json", Body: `{}`})
+				wantObject(t, r, http.StatusOK, `{}`)
+				noSetCookie(t, r)
+			}
+			if name == "cookie" {
+				return
+			}
+			code, m := adminGet(t, c, "/session/__session/count")
+			if code != 200 || m["sessions"] != 0.0 {
+				t.Fatalf("empty writes created sessions: %d %v", code, m)
+			}
+			// A session destroyed elsewhere: its cookie writing {} creates
+			// nothing either.
+			b := c.NewBrowser()
+			b.API(t, "POST", `{"n":1}`)
+			stale := b.Jar.Header()
+			c.Do(t, Req{Method: "DELETE", Path: "/__session", Cookie: stale})
+			r := c.Do(t, Req{Method: "POST", Path: "/__session", Cookie: stale, CT: "application/json", Body: `{}`})
+			wantObject(t, r, http.StatusOK, `{}`)
+			if lines := setCookieFor(r, "__session"); len(lines) != 0 {
+				t.Fatalf("an empty write with a stale cookie set a cookie: %q", lines)
+			}
+			if code, m := adminGet(t, c, "/session/__session/count"); code != 200 || m["sessions"] != 0.0 {
+				t.Fatalf("an empty write with a stale cookie created a session: %d %v", code, m)
+			}
+		})
+	}
+}
