@@ -216,7 +216,14 @@ func TestSignInRotatesSignOutKeepsCart(t *testing.T) {
 
 		in := tab.loadAfter("signing in", chromedp.Click(chromedp.CSS(`form[action="/login"] button`), chromedp.NodeVisible))
 		tab.shot("signed-in")
-		tab.screen("signed-in", st.name == "cookie")
+		// The forged login is refused, on the first screen.
+		eval[chromedp.Void](tab, `document.getElementById('api-log').textContent = ''`)
+		tab.do("click forge", chromedp.Click(chromedp.CSS(`#forge`), chromedp.NodeVisible))
+		tab.waitFor("the forged write to be answered", `document.getElementById('api-log').textContent.includes('→')`)
+		if log := tab.state().APILog; !strings.Contains(log, "→ 403") {
+			t.Errorf("a forged login from the browser: the API log says %q; want 403", log)
+		}
+		tab.screen("signed-in-forge-refused", st.name == "cookie")
 		if in.Hello != "Ada" || !in.SignOut || in.SignIn || !in.ForgetMe {
 			t.Errorf("after sign-in: greeting %q, sign-out form %v, sign-in form %v, forget-me form %v; want Ada, true, false, true",
 				in.Hello, in.SignOut, in.SignIn, in.ForgetMe)
