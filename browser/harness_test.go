@@ -561,7 +561,12 @@ func (d *demo) shotsFor(t *testing.T) *shots {
 // shot saves a screenshot of the whole page.
 func (tb *tab) shot(name string) {
 	tb.t.Helper()
-	png := run(tb, "screenshot "+name, fullPage(1280))
+	tb.save(name, run(tb, "screenshot "+name, fullPage(1280)))
+}
+
+// save keeps a screenshot in the test's directory.
+func (tb *tab) save(name string, png []byte) {
+	tb.t.Helper()
 	s := tb.shots
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -577,6 +582,24 @@ func (tb *tab) shot(name string) {
 		tb.t.Fatal(err)
 	}
 }
+
+// screen saves a screenshot of the first screen (1280×1000), and copies it
+// to the file named by CADDY_SESSION_DEMO_PNG when the test asks for the
+// demo picture (docs/demo.png: CADDY_SESSION_DEMO_PNG=$PWD/docs/demo.png).
+func (tb *tab) screen(name string, demoPicture bool) {
+	tb.t.Helper()
+	png := run(tb, "screenshot "+name, viewport())
+	tb.save(name+"-first-screen", png)
+	if p := os.Getenv(demoPictureEnv); demoPicture && p != "" {
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			tb.t.Fatal(err)
+		}
+		tb.t.Logf("demo picture: %s", p)
+	}
+}
+
+// demoPictureEnv names the file where a test writes the demo's picture.
+const demoPictureEnv = "CADDY_SESSION_DEMO_PNG"
 
 // ---------------------------------------------------------------------------
 // Small things

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -54,9 +55,10 @@ type shopState struct {
 	Hello     string            `json:"hello"`    // the greeting's name when signed in
 	Lede      string            `json:"lede"`
 	MugPrice  string            `json:"mugPrice"`
-	SignIn    bool              `json:"signIn"`  // a "Sign in" link is shown
-	SignOut   bool              `json:"signOut"` // a "Sign out" link is shown
-	Session   string            `json:"session"` // the page's GET /__session panel
+	SignIn    bool              `json:"signIn"`   // a "Sign in" form (POST /login) is shown
+	SignOut   bool              `json:"signOut"`  // a "Sign out" form (POST /logout) is shown
+	ForgetMe  bool              `json:"forgetMe"` // a "Forget me" form (POST /forget) is shown
+	Session   string            `json:"session"`  // the page's GET /__session panel
 	Upstream  map[string]string `json:"upstream"`
 	APILog    string            `json:"apiLog"`
 	Title     string            `json:"title"`
@@ -80,8 +82,9 @@ const stateJS = `(() => {
 		hello: text('.hello strong'),
 		lede: text('.lede'),
 		mugPrice: text('.card[data-id="mug"] .price'),
-		signIn: !!document.querySelector('a[href="/login"]'),
-		signOut: !!document.querySelector('a[href="/logout"]'),
+		signIn: !!document.querySelector('form[method="post"][action="/login"] button[type="submit"]'),
+		signOut: !!document.querySelector('form[method="post"][action="/logout"] button[type="submit"]'),
+		forgetMe: !!document.querySelector('form[method="post"][action="/forget"] button[type="submit"]'),
 		session: (document.getElementById('session-json') || {}).textContent || '',
 		upstream: upstream,
 		apiLog: text('#api-log'),
@@ -215,6 +218,26 @@ func fullPage(width float64) chromedp.Action[[]byte] {
 			Format:                page.CaptureScreenshotFormatPng,
 			CaptureBeyondViewport: &yes,
 			Clip:                  &page.Viewport{Width: width, Height: height, Scale: 1},
+		})
+		return res.Data, err
+	}
+}
+
+// viewport takes a PNG screenshot of what a 1280×1000 window shows first:
+// the first screen.
+func viewport() chromedp.Action[[]byte] {
+	return func(ctx context.Context, t *chromedp.Target) ([]byte, error) {
+		if _, err := cdp.Call(ctx, t, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
+			Width: 1280, Height: 1000, DeviceScaleFactor: 1,
+		}); err != nil {
+			return nil, err
+		}
+		// Back to the tabs' viewport (harness: EmulateViewport(1280, 900)).
+		defer cdp.Call(ctx, t, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
+			Width: 1280, Height: 900, DeviceScaleFactor: 1,
+		})
+		res, err := cdp.Call(ctx, t, page.CaptureScreenshot, page.CaptureScreenshotParams{
+			Format: page.CaptureScreenshotFormatPng,
 		})
 		return res.Data, err
 	}

@@ -2,9 +2,11 @@ package browser
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -26,6 +28,8 @@ func TestCountrySurvivesReload(t *testing.T) {
 			t.Errorf("a visit that writes nothing set a session cookie (%s)", c.Name)
 		}
 		tab.shot("fresh")
+		tab.screen("fresh", false)
+		checkFirstScreen(t, tab)
 
 		jp := tab.chooseCountry("JP")
 		checkJapan(t, "after choosing Japan", jp)
@@ -50,6 +54,18 @@ func TestCountrySurvivesReload(t *testing.T) {
 			t.Errorf("another visitor sees %s/%s; want US/USD", s.Country, s.Currency)
 		}
 	})
+}
+
+// checkFirstScreen checks that the gateway's work is on the first screen
+// (the tabs' viewport is 1280×900): what the shop received, what the
+// browser can read, the forge button; and that the shop is there too.
+func checkFirstScreen(t *testing.T, tb *tab) {
+	t.Helper()
+	below := eval[[]string](tb, `['#upstream-panel', '#session-json', '#api-log', '#forge', '.card .add', '#cart']
+		.filter((sel) => { const e = document.querySelector(sel); return !e || e.getBoundingClientRect().top > innerHeight - 40; })`)
+	if len(below) != 0 {
+		t.Errorf("at %s the first screen does not show %v", eval[string](tb, "innerWidth + '×' + innerHeight"), below)
+	}
 }
 
 func checkJapan(t *testing.T, when string, s shopState) {
@@ -172,16 +188,19 @@ func TestConcurrentWritesFromTwoTabs(t *testing.T) {
 	})
 }
 
-// Login goes through the upstream (X-Session-Set + X-Session-Rotate): the
-// page greets the customer and the session gets a new ID, so the cookie
-// changes. Logout (X-Session-Destroy) ends the session.
-func TestLoginRotatesLogoutDestroys(t *testing.T) {
+// Sign in is a form that POSTs to the shop, which answers with
+// X-Session-Set + X-Session-Rotate: the page greets the customer and the
+// session gets a new ID, so the cookie changes. Sign out is another form:
+// the shop deletes the customer keys (X-Session-Set with nulls) and rotates
+// again, and the cart and the country stay.
+func TestSignInRotatesSignOutKeepsCart(t *testing.T) {
 	forEachStore(t, func(t *testing.T, d *demo, base string, st store) {
 		tab := d.visitor(t, "visitor")
 		tab.visit(base + "/")
 		tab.chooseCountry("DE")
 		tab.addToCart("candle")
 		before := tab.reload()
+		checkOneLineButtons(t, tab, "in euros")
 		oldCookie := tab.sessionCookie(base)
 		if oldCookie == nil {
 			t.Fatal("no session cookie after writing the session")
@@ -190,45 +209,55 @@ func TestLoginRotatesLogoutDestroys(t *testing.T) {
 		if oldRef == "" {
 			t.Fatalf("the shop got no X-Shop-Session-Ref ({http.session.ref}) for a session (panel: %v)", before.Upstream)
 		}
-		if !before.SignIn || before.Hello != "" {
-			t.Fatalf("before login: sign-in link %v, greeting %q", before.SignIn, before.Hello)
+		if !before.SignIn || before.SignOut || before.Hello != "" {
+			t.Fatalf("before sign-in: sign-in form %v, sign-out form %v, greeting %q", before.SignIn, before.SignOut, before.Hello)
 		}
-		tab.shot("before-login")
+		tab.shot("before-sign-in")
 
-		in := tab.loadAfter("signing in", chromedp.Click(chromedp.CSS(`a[href="/login"]`), chromedp.NodeVisible))
-		tab.shot("logged-in")
-		if in.Hello != "Ada" || !in.SignOut || in.SignIn {
-			t.Errorf("after login: greeting %q, sign-out link %v, sign-in link %v; want Ada, true, false", in.Hello, in.SignOut, in.SignIn)
+		in := tab.loadAfter("signing in", chromedp.Click(chromedp.CSS(`form[action="/login"] button`), chromedp.NodeVisible))
+		tab.shot("signed-in")
+		// The forged login is refused, on the first screen.
+		eval[chromedp.Void](tab, `document.getElementById('api-log').textContent = ''`)
+		tab.do("click forge", chromedp.Click(chromedp.CSS(`#forge`), chromedp.NodeVisible))
+		tab.waitFor("the forged write to be answered", `document.getElementById('api-log').textContent.includes('→')`)
+		if log := tab.state().APILog; !strings.Contains(log, "→ 403") {
+			t.Errorf("a forged login from the browser: the API log says %q; want 403", log)
+		}
+		tab.screen("signed-in-forge-refused", st.name == "cookie")
+		if in.Hello != "Ada" || !in.SignOut || in.SignIn || !in.ForgetMe {
+			t.Errorf("after sign-in: greeting %q, sign-out form %v, sign-in form %v, forget-me form %v; want Ada, true, false, true",
+				in.Hello, in.SignOut, in.SignIn, in.ForgetMe)
 		}
 		if !strings.Contains(in.Lede, "c_42") {
-			t.Errorf("after login the page does not name customer c_42: %q", in.Lede)
+			t.Errorf("after sign-in the page does not name customer c_42: %q", in.Lede)
 		}
 		if in.Country != "DE" || in.Count != "1" {
-			t.Errorf("after login: country %q, cart %q; rotation must keep the data (DE, 1)", in.Country, in.Count)
+			t.Errorf("after sign-in: country %q, cart %q; rotation must keep the data (DE, 1)", in.Country, in.Count)
 		}
 		if got := in.Upstream["X-Session-Customerid"]; got != "c_42" {
-			t.Errorf("after login the shop received X-Session-Customerid %q; want c_42", got)
+			t.Errorf("after sign-in the shop received X-Session-Customerid %q; want c_42", got)
 		}
 		newCookie := tab.sessionCookie(base)
 		if newCookie == nil {
-			t.Fatal("no session cookie after login")
+			t.Fatal("no session cookie after sign-in")
 		}
 		if newCookie.Value == oldCookie.Value {
-			t.Error("the session cookie did not change at login")
+			t.Error("the session cookie did not change at sign-in")
 		}
-		if ref := in.Upstream["X-Shop-Session-Ref"]; ref == "" || ref == oldRef {
-			t.Errorf("session reference before login %q, after %q; rotation gives the session a new ID", oldRef, ref)
+		inRef := in.Upstream["X-Shop-Session-Ref"]
+		if inRef == "" || inRef == oldRef {
+			t.Errorf("session reference before sign-in %q, after %q; rotation gives the session a new ID", oldRef, inRef)
 		}
 		// customerId is not client-readable.
 		if s := tab.apiSession(); s["customerId"] != nil || s["customerName"] != nil || s["countryCode"] != "DE" {
-			t.Errorf("GET /__session after login: %s; want countryCode and cart only", asJSON(s))
+			t.Errorf("GET /__session after sign-in: %s; want countryCode and cart only", asJSON(s))
 		}
 		switch st.name {
 		case "memory":
 			// Rotation deleted the old ID: a copy of the old cookie is
 			// worth nothing.
 			if got := replay(t, base, oldCookie.Value); len(got) != 0 {
-				t.Errorf("the pre-login cookie still reads the session after rotation: %s", asJSON(got))
+				t.Errorf("the pre-sign-in cookie still reads the session after rotation: %s", asJSON(got))
 			}
 			if got := replay(t, base, newCookie.Value); got["countryCode"] != "DE" {
 				t.Errorf("the new cookie reads %s; want the session", asJSON(got))
@@ -236,32 +265,155 @@ func TestLoginRotatesLogoutDestroys(t *testing.T) {
 		case "cookie":
 			// No server state: a copied cookie stays valid until it
 			// expires (README, "Cookie store").
-			t.Logf("cookie store: the pre-login cookie still reads %s (documented: use a server store to revoke copies)",
+			t.Logf("cookie store: the pre-sign-in cookie still reads %s (documented: use a server store to revoke copies)",
 				asJSON(replay(t, base, oldCookie.Value)))
 		}
 
-		out := tab.loadAfter("signing out", chromedp.Click(chromedp.CSS(`a[href="/logout"]`), chromedp.NodeVisible))
-		tab.shot("logged-out")
+		out := tab.loadAfter("signing out", chromedp.Click(chromedp.CSS(`form[action="/logout"] button`), chromedp.NodeVisible))
+		tab.shot("signed-out")
 		if out.Hello != "" || !out.SignIn || out.SignOut {
-			t.Errorf("after logout: greeting %q, sign-in link %v, sign-out link %v", out.Hello, out.SignIn, out.SignOut)
+			t.Errorf("after sign-out: greeting %q, sign-in form %v, sign-out form %v", out.Hello, out.SignIn, out.SignOut)
 		}
-		if out.Country != "US" || out.Count != "0" || out.Session != "{}" {
-			t.Errorf("after logout: country %q, cart %q, session %q; want the whole session gone (US, 0, {})", out.Country, out.Count, out.Session)
+		if strings.Contains(out.Lede, "c_42") {
+			t.Errorf("after sign-out the page still names customer c_42: %q", out.Lede)
 		}
-		for name := range out.Upstream {
-			if strings.HasPrefix(strings.ToLower(name), "x-session-") {
-				t.Errorf("after logout the shop still received %s", name)
+		// Sign out keeps the cart and the country.
+		if out.Country != "DE" || out.Count != "1" || !slices.Equal(out.Items, []string{"Beeswax Candle"}) {
+			t.Errorf("after sign-out: country %q, cart %q %q; want the cart and country kept (DE, 1 Beeswax Candle)", out.Country, out.Count, out.Items)
+		}
+		for _, h := range []string{"X-Session-Customerid", "X-Session-Customername"} {
+			if v, ok := out.Upstream[h]; ok {
+				t.Errorf("after sign-out the shop still received %s: %q", h, v)
 			}
 		}
-		if names := tab.sessionCookies(base); len(names) != 0 {
-			t.Errorf("after logout the browser still holds %v", names)
+		if got := out.Upstream["X-Session-Countrycode"]; got != "DE" {
+			t.Errorf("after sign-out the shop received X-Session-Countrycode %q; want DE", got)
+		}
+		if got := asJSON(tab.apiSession()); got != `{"cart":{"candle":1},"countryCode":"DE"}` {
+			t.Errorf("GET /__session after sign-out: %s; want the cart and the country", got)
+		}
+		outCookie := tab.sessionCookie(base)
+		if outCookie == nil {
+			t.Fatal("no session cookie after sign-out: it must keep the session")
+		}
+		if outCookie.Value == newCookie.Value {
+			t.Error("the session cookie did not change at sign-out (rotation)")
+		}
+		if ref := out.Upstream["X-Shop-Session-Ref"]; ref == "" || ref == inRef {
+			t.Errorf("session reference while signed in %q, after sign-out %q; rotation gives the session a new ID", inRef, ref)
 		}
 		if st.name == "memory" {
 			if got := replay(t, base, newCookie.Value); len(got) != 0 {
-				t.Errorf("the logged-in cookie still reads the session after logout: %s", asJSON(got))
+				t.Errorf("the signed-in cookie still reads the session after sign-out: %s", asJSON(got))
 			}
 		}
 	})
+}
+
+// "Forget me" is a form that POSTs to the shop, which answers
+// X-Session-Destroy: the customer, the country and the cart are gone, and so
+// is the cookie.
+func TestForgetMeDestroysSession(t *testing.T) {
+	forEachStore(t, func(t *testing.T, d *demo, base string, st store) {
+		tab := d.visitor(t, "visitor")
+		tab.visit(base + "/")
+		tab.chooseCountry("FR")
+		tab.addToCart("mug")
+		in := tab.loadAfter("signing in", chromedp.Click(chromedp.CSS(`form[action="/login"] button`), chromedp.NodeVisible))
+		if in.Hello != "Ada" || in.Country != "FR" || in.Count != "1" || !in.ForgetMe {
+			t.Fatalf("after sign-in: greeting %q, country %q, cart %q, forget-me form %v; want Ada, FR, 1, true", in.Hello, in.Country, in.Count, in.ForgetMe)
+		}
+		cookie := tab.sessionCookie(base)
+		if cookie == nil {
+			t.Fatal("no session cookie after sign-in")
+		}
+		tab.shot("signed-in")
+
+		out := tab.loadAfter("forgetting", chromedp.Click(chromedp.CSS(`form[action="/forget"] button`), chromedp.NodeVisible))
+		tab.shot("forgotten")
+		if out.Hello != "" || !out.SignIn || out.SignOut {
+			t.Errorf("after forget-me: greeting %q, sign-in form %v, sign-out form %v", out.Hello, out.SignIn, out.SignOut)
+		}
+		if out.Country != "US" || out.Count != "0" || out.Session != "{}" {
+			t.Errorf("after forget-me: country %q, cart %q, session %q; want the whole session gone (US, 0, {})", out.Country, out.Count, out.Session)
+		}
+		for name := range out.Upstream {
+			if strings.HasPrefix(strings.ToLower(name), "x-session-") {
+				t.Errorf("after forget-me the shop still received %s", name)
+			}
+		}
+		if names := tab.sessionCookies(base); len(names) != 0 {
+			t.Errorf("after forget-me the browser still holds %v", names)
+		}
+		if st.name == "memory" {
+			if got := replay(t, base, cookie.Value); len(got) != 0 {
+				t.Errorf("the signed-in cookie still reads the session after forget-me: %s", asJSON(got))
+			}
+		}
+	})
+}
+
+// The account endpoints change the session on POST only: a link, a
+// prefetch or a crawler's GET changes nothing (405), and a POST that the
+// browser marks as coming from another site is refused (403).
+func TestAccountEndpointsPostOnly(t *testing.T) {
+	forEachStore(t, func(t *testing.T, d *demo, base string, st store) {
+		client := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
+		for _, tc := range []struct {
+			method, path, fetchSite string
+			status                  int
+		}{
+			{http.MethodGet, "/login", "", http.StatusMethodNotAllowed},
+			{http.MethodGet, "/logout", "", http.StatusMethodNotAllowed},
+			{http.MethodGet, "/forget", "", http.StatusMethodNotAllowed},
+			{http.MethodPost, "/login", "cross-site", http.StatusForbidden},
+			{http.MethodPost, "/login", "same-site", http.StatusForbidden},
+			{http.MethodPost, "/forget", "same-site", http.StatusForbidden},
+			{http.MethodPost, "/login", "same-origin", http.StatusSeeOther},
+			{http.MethodPost, "/login", "", http.StatusSeeOther}, // not a browser: no Sec-Fetch-Site
+		} {
+			req, err := http.NewRequest(tc.method, base+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.fetchSite != "" {
+				req.Header.Set("Sec-Fetch-Site", tc.fetchSite)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+			}
+			resp.Body.Close()
+			setCookie := len(resp.Header.Values("Set-Cookie")) > 0
+			if resp.StatusCode != tc.status || setCookie != (tc.status == http.StatusSeeOther) {
+				t.Errorf("%s %s (Sec-Fetch-Site %q): %s, Set-Cookie %v; want %d, Set-Cookie %v",
+					tc.method, tc.path, tc.fetchSite, resp.Status, setCookie, tc.status, tc.status == http.StatusSeeOther)
+			}
+			if tc.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != "POST" {
+				t.Errorf("%s %s: Allow %q; want POST", tc.method, tc.path, resp.Header.Get("Allow"))
+			}
+			for name := range resp.Header {
+				if strings.HasPrefix(strings.ToLower(name), "x-session-") {
+					t.Errorf("%s %s: the browser received %s", tc.method, tc.path, name)
+				}
+			}
+		}
+	})
+}
+
+// checkOneLineButtons checks that no "Add to cart" button wraps its label.
+func checkOneLineButtons(t *testing.T, tb *tab, when string) {
+	t.Helper()
+	wrapped := eval[[]string](tb, `[...document.querySelectorAll('.card .add')].filter((b) => {
+		const lh = parseFloat(getComputedStyle(b).fontSize) * 1.6;
+		const r = document.createRange(); r.selectNodeContents(b);
+		return r.getBoundingClientRect().height > lh || b.scrollWidth > b.clientWidth;
+	}).map((b) => b.dataset.add)`)
+	if len(wrapped) != 0 {
+		t.Errorf("%s: the \"Add to cart\" buttons of %v wrap or overflow", when, wrapped)
+	}
 }
 
 // The session cookie is HttpOnly: page scripts can neither read nor

@@ -3,8 +3,10 @@
 // The browser talks to the session only through the gateway's reserved API:
 //   GET    /__session  -> the client-readable keys ({} when there is no session)
 //   POST   /__session  -> merge a JSON object (null deletes a key)
-//   DELETE /__session  -> destroy the session
-// The shop itself (the upstream) never sees these requests.
+//   DELETE /__session  -> destroy the session (not used here: the "Forget me"
+//                         form asks the shop, which answers X-Session-Destroy)
+// The shop itself (the upstream) never sees these requests. Sign in, sign out
+// and "Forget me" are plain HTML forms that POST to the shop.
 (function () {
   "use strict";
 
@@ -61,7 +63,7 @@
         var data = null;
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
         var req = method + " " + API + (payload !== undefined ? " " + JSON.stringify(payload) : "");
-        var resp = res.status + " " + res.statusText + (text ? "\n" + JSON.stringify(data, null, 2) : "");
+        var resp = res.status + " " + res.statusText + (text ? "\n" + (typeof data === "string" ? data.trim() : JSON.stringify(data)) : "");
         log(req + "\n→ " + resp, res.ok ? "ok" : "err");
         return { ok: res.ok, status: res.status, data: data };
       });
@@ -94,7 +96,7 @@
   }
 
   function showSession() {
-    $("session-json").textContent = JSON.stringify(session, null, 2);
+    $("session-json").textContent = JSON.stringify(session, null, 1).replace(/\n\s*/g, " ").replace(/\{ /g, "{").replace(/ \}/g, "}");
   }
 
   // Re-render the server's view of this request, so the panel shows what the
@@ -210,12 +212,6 @@
     // customerId is not in client_writable: the gateway answers 403 and
     // changes nothing. Only the shop (via X-Session-Set) can log someone in.
     call("POST", { customerId: "c_1" });
-  });
-
-  $("destroy").addEventListener("click", function () {
-    call("DELETE").then(function (r) {
-      if (r.status === 204) setTimeout(function () { location.reload(); }, 700);
-    });
   });
 
   load();
