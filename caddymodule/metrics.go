@@ -39,7 +39,7 @@ var sessionMetrics = struct {
 	created: sessionCounter("created_total",
 		"Sessions created (the first write to a session).", "id", "store"),
 	confirmed: sessionCounter("confirmed_total",
-		"Server-store sessions confirmed: a request presented the cookie of a session created by an earlier one. created_total minus confirmed_total is roughly the throwaway sessions (a flood of single-use sessions shows there).", "id", "store"),
+		"Server-store sessions confirmed by a read: a request presented the cookie of a session created by an earlier one (an API write confirms in its merge, uncounted here). created_total minus confirmed_total is roughly the throwaway sessions (a flood of single-use sessions shows there).", "id", "store"),
 	loaded: sessionCounter("loaded_total",
 		"Requests that carried a live session, read from the cookie and the store.", "id", "store"),
 	written: sessionCounter("written_total",
