@@ -3,7 +3,6 @@ package file
 import (
 	"encoding/json"
 	"errors"
-	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -182,54 +181,5 @@ func TestNewSessions(t *testing.T) {
 	o.NewTTL = 0
 	if rec, err = s.Merge(ctx, storage.Key("plain"), patch(`1`), o); err != nil || rec.New {
 		t.Fatalf("created without NewTTL: %+v, %v; want confirmed", rec, err)
-	}
-}
-
-// DeleteByValue compares JSON values, not text, and filters by audience.
-func TestDeleteByJSONValue(t *testing.T) {
-	s := newTestStore(t, t.TempDir(), Options{SweepInterval: -1})
-	defer s.Index("customerId")()
-	now := time.Now()
-	write := func(raw, audience string) string {
-		t.Helper()
-		key := storage.Key(raw + "|" + audience + "|" + now.String())
-		if _, err := s.Merge(ctx, key, map[string]json.RawMessage{"customerId": json.RawMessage(raw)},
-			storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour), Audience: audience}); err != nil {
-			t.Fatal(err)
-		}
-		return key
-	}
-	del := func(value, audience string, want map[string]int) {
-		t.Helper()
-		got, err := s.DeleteByValue(ctx, "customerId", json.RawMessage(value), audience)
-		if err != nil || got == nil || !maps.Equal(got, want) {
-			t.Fatalf("DeleteByValue(%s, %q) = %v, %v; want %v", value, audience, got, err, want)
-		}
-	}
-	write(`"gid:\/\/shopify\/Customer\/7001"`, "a.example") // PHP's json_encode
-	write(`"gid://shopify/Customer/7001"`, "b.example")
-	write(`"gid://shopify/Customer/7001"`, "")
-	write(`"M\u00fcller"`, "a.example")
-	write(`1e2`, "a.example")
-	num := write(`42`, "a.example")
-	write(`"42"`, "a.example")
-
-	del(`"gid://shopify/Customer/7001"`, "a.example", map[string]int{"a.example": 1})
-	del(`"gid:\/\/shopify\/Customer\/7001"`, "", map[string]int{"b.example": 1, "": 1})
-	del(`"gid://shopify/Customer/7001"`, "", map[string]int{})
-	del(`"Müller"`, "b.example", map[string]int{})
-	del(`"Müller"`, "a.example", map[string]int{"a.example": 1})
-	del(`100.0`, "", map[string]int{"a.example": 1})
-	del(`"42"`, "", map[string]int{"a.example": 1})
-	if _, err := s.Load(ctx, num); err != nil {
-		t.Fatalf("the number 42 went with the string \"42\": %v", err)
-	}
-	del(` 42 `, "", map[string]int{"a.example": 1})
-
-	if _, err := s.DeleteByValue(ctx, "customerId", json.RawMessage(`{"a":`), ""); err == nil || !strings.Contains(err.Error(), "JSON") {
-		t.Fatalf("DeleteByValue of invalid JSON: %v, want an error saying so", err)
-	}
-	if c, err := s.Count(ctx); err != nil || c.Total() != 0 {
-		t.Fatalf("left %+v, %v; want none", c, err)
 	}
 }

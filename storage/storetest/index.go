@@ -237,6 +237,10 @@ func testIndexJSONValue(k *indexKit) {
 	k.load("the string's session after a delete by the number", str)
 	k.deleteBy("the string \"42\"", name, json.RawMessage(`"42"`), 1)
 	k.missing("the string's session", str)
+
+	if _, err := k.ix.DeleteByValue(k.ctx, name, json.RawMessage(`{"a":`), ""); err == nil {
+		k.Fatalf("DeleteByValue of a value that is not JSON: no error; want one saying so")
+	}
 }
 
 // DeleteByValue with an audience deletes only that audience's sessions;
