@@ -367,14 +367,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // itself: Caddy shows the config to anyone who can read its admin
 // endpoint's /config/ and writes it to its debug log.
 func (h *Handler) warnLiteralSecrets() {
-	literal := func(v string) bool { return v != "" && !strings.Contains(v, "{") }
 	for i, s := range h.Secrets {
-		if literal(s) {
+		if s != "" && literal(s) {
 			h.logger.Warn("session secret is written in the config: Caddy's admin endpoint (/config/) and its debug log show the config; put it in an environment variable or a file and write {env.SESSION_SECRET} or {file./path/to/secret}",
 				zap.Int("secret", i+1))
 		}
 	}
-	if literal(h.SignHeaders) {
+	if h.SignHeaders != "" && literal(h.SignHeaders) {
 		h.logger.Warn("sign_headers key is written in the config: Caddy's admin endpoint (/config/) and its debug log show the config; write {env.SESSION_SIGN_KEY} or {file./path/to/key} instead")
 	}
 }
