@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/caddy-session/caddy-session/internal/testkit"
 	"github.com/caddy-session/caddy-session/storage"
 	"github.com/caddy-session/caddy-session/storage/storetest"
@@ -116,6 +118,40 @@ func TestPostgres(t *testing.T) {
 		}
 		if _, err := s.Load(ctx, long); err != nil {
 			t.Fatalf("Load of the live session after the sweep: %v", err)
+		}
+	})
+	t.Run("SweepOneAtATime", func(t *testing.T) {
+		// While another instance holds the sweeper's advisory lock, Sweep
+		// deletes nothing; once it is released, it does.
+		s := newStore(t, url, Config{SweepInterval: -1})
+		ctx := context.Background()
+		now := time.Now()
+		if _, err := s.Merge(ctx, storage.Key("gone"), map[string]json.RawMessage{"a": json.RawMessage(`1`)}, storage.MergeOptions{
+			Create: true, Now: now, Deadline: now.Add(10 * time.Millisecond),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		other, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close(ctx)
+		tx, err := other.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.lockID); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.Sweep(ctx); err != nil || n != 0 {
+			t.Fatalf("Sweep while another instance sweeps = %d, %v; want 0, nil", n, err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.Sweep(ctx); err != nil || n != 1 {
+			t.Fatalf("Sweep after the other instance is done = %d, %v; want 1, nil", n, err)
 		}
 	})
 	t.Run("Sweeper", func(t *testing.T) {
