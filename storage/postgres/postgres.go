@@ -359,9 +359,22 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 		if errors.Is(err, errRetry) {
 			continue
 		}
+		if err != nil && !refusal(err) {
+			// Begin or Commit failed: the database, not the merge.
+			err = unavailable("merge", err)
+		}
 		return rec, err
 	}
 	return nil, unavailable("merge", errors.New("lost the race to create the session too many times"))
+}
+
+// refusal reports whether err is one Merge returns as it is: a miss, a
+// merge refused by storage.Apply, or an error already wrapped.
+func refusal(err error) bool {
+	var ke *storage.KeyError
+	var le *storage.LimitError
+	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrUnavailable) ||
+		errors.As(err, &ke) || errors.As(err, &le)
 }
 
 // merge is Merge's transaction.
@@ -391,7 +404,7 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 		}
 	} else {
 		if current, err = decodeValues(cur.vals); err != nil {
-			return nil, err
+			return nil, unavailable("merge", err)
 		}
 		next.created, next.deadline, next.audience = cur.created, cur.deadline, cur.audience
 		if cur.newUntil != nil && !opts.Confirm {

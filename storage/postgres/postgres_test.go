@@ -203,6 +203,15 @@ func TestNeverDials(t *testing.T) {
 		t.Fatalf("Load took %v, want about the timeout (%v) at most", d, DefaultTimeout)
 	}
 
+	now := time.Now()
+	if _, err := s.Merge(context.Background(), storage.Key("x"), map[string]json.RawMessage{"a": json.RawMessage(`1`)},
+		storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour)}); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Merge = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Count(context.Background()); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("Count = %v, want ErrUnavailable", err)
+	}
+
 	// A server that accepts and never answers: the timeout bounds the wait.
 	stall, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
