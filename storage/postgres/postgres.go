@@ -26,6 +26,11 @@
 // instance at a time, under a PostgreSQL advisory lock) deletes such rows
 // every Config.SweepInterval.
 //
+// storage.Indexer keeps no index table: Index only records the name, and
+// DeleteByValue scans the live rows whose values text holds "name": (the
+// spelling the store writes) in key order, comparing storage.IndexValue
+// forms in Go. Sessions written before Index are found.
+//
 // Liveness is judged by the clock of the Caddy host, not the database's:
 // keep the instances' clocks in sync (NTP), as for the session cookies.
 //

@@ -154,6 +154,44 @@ func TestPostgres(t *testing.T) {
 			t.Fatalf("Sweep after the other instance is done = %d, %v; want 1, nil", n, err)
 		}
 	})
+	t.Run("TwoInstances", func(t *testing.T) {
+		// Two stores (two pools, as two Caddy instances) merging into one
+		// session: the row lock, not a Go lock, keeps every write.
+		a := newStore(t, url, Config{})
+		b := newStore(t, url, Config{Table: a.cfg.Table})
+		ctx := context.Background()
+		key := storage.Key("shared")
+		now := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, 40)
+		for i := range 40 {
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.Merge(ctx, key, map[string]json.RawMessage{"k" + strconv.Itoa(i): json.RawMessage(strconv.Itoa(i))},
+					storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour)})
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		rec, err := b.Load(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.Values) != 40 {
+			t.Fatalf("after 40 concurrent merges from two instances the session holds %d keys, want 40", len(rec.Values))
+		}
+	})
 	t.Run("Sweeper", func(t *testing.T) {
 		s := newStore(t, url, Config{SweepInterval: 50 * time.Millisecond})
 		ctx := context.Background()
