@@ -96,6 +96,14 @@ type MergeOptions struct {
 	// Create allows Merge to create the session when none is stored.
 	Create bool
 
+	// Exclusive, with Create, makes Merge only create: when a live
+	// session is stored under the key, Merge changes nothing and returns
+	// ErrExists. Of several concurrent exclusive Merges of one missing
+	// key, exactly one succeeds. (The handler moves sessions from a
+	// previous_store with it, so that concurrent requests move a session
+	// once.)
+	Exclusive bool
+
 	// Now is the time of the write, used as Created for a new session and
 	// as the base of the idle expiry.
 	Now time.Time
@@ -167,6 +175,10 @@ type Confirmer interface {
 var (
 	// ErrNotFound: no live session under that key.
 	ErrNotFound = errors.New("session not found")
+
+	// ErrExists: an exclusive Merge (MergeOptions.Exclusive) found a live
+	// session under its key.
+	ErrExists = errors.New("session already exists")
 
 	// ErrUnavailable: the store could not be reached or did not answer in
 	// time. The handler applies its on_store_error policy.

@@ -150,6 +150,9 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 		}
 		return nil, storage.ErrNotFound
 	}
+	if cur != nil && opts.Create && opts.Exclusive {
+		return nil, storage.ErrExists
+	}
 	next := session{Record: &storage.Record{Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience}}
 	var current map[string]json.RawMessage
 	if cur == nil {

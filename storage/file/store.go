@@ -206,6 +206,9 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if cur.Record == nil && !opts.Create {
 		return nil, storage.ErrNotFound
 	}
+	if cur.Record != nil && opts.Create && opts.Exclusive {
+		return nil, storage.ErrExists
+	}
 	var current map[string]json.RawMessage
 	next := stored{Record: &storage.Record{Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience}}
 	switch {

@@ -274,6 +274,9 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 	if r == 0 && !opts.Create {
 		return nil, storage.ErrNotFound
 	}
+	if r != 0 && opts.Create && opts.Exclusive {
+		return nil, storage.ErrExists
+	}
 	var current map[string]json.RawMessage
 	if r != 0 {
 		current = s.names.decode(sh.data[r])

@@ -378,7 +378,7 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 func refusal(err error) bool {
 	var ke *storage.KeyError
 	var le *storage.LimitError
-	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrUnavailable) ||
+	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrExists) || errors.Is(err, storage.ErrUnavailable) ||
 		errors.As(err, &ke) || errors.As(err, &le)
 }
 
@@ -398,6 +398,9 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 	}
 	if cur == nil && !opts.Create {
 		return nil, storage.ErrNotFound
+	}
+	if cur != nil && opts.Create && opts.Exclusive {
+		return nil, storage.ErrExists
 	}
 
 	var current map[string]json.RawMessage

@@ -120,6 +120,8 @@ func refusal(res []any) error {
 	switch str(0) {
 	case "notfound":
 		return storage.ErrNotFound
+	case "exists":
+		return storage.ErrExists
 	case "collision":
 		return &storage.KeyError{Key: str(1), Other: str(2)}
 	case "limit":

@@ -161,7 +161,10 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 		idle = nanos(now.Add(opts.IdleTimeout))
 	}
 	create := "0"
-	if opts.Create {
+	switch {
+	case opts.Create && opts.Exclusive:
+		create = "2"
+	case opts.Create:
 		create = "1"
 	}
 	maxKeys, maxSize := opts.Limits.MaxKeys, opts.Limits.MaxSize
@@ -433,7 +436,7 @@ func unavailable(op string, err error) error {
 func isRefusal(err error) bool {
 	var ke *storage.KeyError
 	var le *storage.LimitError
-	return errors.Is(err, storage.ErrNotFound) || errors.As(err, &ke) || errors.As(err, &le)
+	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrExists) || errors.As(err, &ke) || errors.As(err, &le)
 }
 
 // hasHashTag reports whether every key under prefix hashes to one Cluster

@@ -116,7 +116,8 @@ end
 
 // mergeScript applies a patch to the session at KEYS[1].
 //
-//	ARGV[1]  "1" to create the session when there is none
+//	ARGV[1]  "1" to create the session when there is none, "2" to only
+//	         create it (a live session answers {"exists"})
 //	ARGV[2]  now (ns)
 //	ARGV[3]  deadline of a created session (ns)
 //	ARGV[4]  now + idle timeout (ns), or "" without one
@@ -130,7 +131,8 @@ end
 //
 // It returns {"ok", created, deadline, expires, audience, "1"|"0" (New),
 // name, value, ...} with the whole resulting session, {"notfound"},
-// {"collision", key, other} or {"limit", "keys"|"size", limit, got}. A
+// {"exists"}, {"collision", key, other} or {"limit", "keys"|"size", limit,
+// got}. A
 // refused merge writes nothing. The checks mirror storage.Apply; names
 // were validated by the caller.
 var mergeScript = goredis.NewScript(luaLib + `
@@ -140,8 +142,9 @@ local _, meta, vals, live = read(key, now)
 local fresh = not live
 local created, deadline, aud = meta.created, meta.deadline, meta.aud
 local cap = nil
+if not fresh and ARGV[1] == '2' then return {'exists'} end
 if fresh then
-  if ARGV[1] ~= '1' then return {'notfound'} end
+  if ARGV[1] == '0' then return {'notfound'} end
   vals = {}
   created, deadline = ARGV[2], ARGV[3]
   if ARGV[7] ~= '' then aud = ARGV[7] else aud = nil end

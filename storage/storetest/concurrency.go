@@ -227,3 +227,72 @@ func testNoResurrectionAfterRotate(k *kit) {
 		k.sameValues(step+": new key", k.load(step, moved).Values, want)
 	}
 }
+
+// testExclusiveCreate: an exclusive Merge (MergeOptions.Exclusive) creates
+// a missing session, refuses a live one with ErrExists and changes
+// nothing, and of concurrent exclusive creates of one key exactly one
+// wins: the handler relies on it to move a session from a previous store
+// once.
+func testExclusiveCreate(k *kit) {
+	now := time.Now()
+	excl := func(key string, v string) (*storage.Record, error) {
+		return k.s.Merge(k.ctx, key, vals("who", v), storage.MergeOptions{
+			Create: true, Exclusive: true, Now: now, Deadline: now.Add(time.Hour),
+		})
+	}
+	key := newKey()
+	if _, err := excl(key, `"first"`); err != nil {
+		k.Fatalf("exclusive Merge of a missing session: %v", err)
+	}
+	rec, err := excl(key, `"second"`)
+	if !errors.Is(err, storage.ErrExists) {
+		k.Fatalf("exclusive Merge of a live session = (%s, %v), want ErrExists", describe(rec), err)
+	}
+	k.sameValues("after a refused exclusive Merge", k.load("after a refused exclusive Merge", key).Values, vals("who", `"first"`))
+
+	// A deleted session is missing again.
+	if err := k.s.Delete(k.ctx, key); err != nil {
+		k.Fatalf("Delete: %v", err)
+	}
+	if _, err := excl(key, `"third"`); err != nil {
+		k.Fatalf("exclusive Merge after Delete: %v", err)
+	}
+	k.sameValues("exclusive Merge after Delete", k.load("after an exclusive Merge after Delete", key).Values, vals("who", `"third"`))
+
+	// Concurrent exclusive creates of one key: exactly one wins, and the
+	// session holds the winner's value.
+	for round := range k.o.Rounds {
+		key := newKey()
+		g := k.o.Goroutines
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var wins atomic.Int32
+		var winner atomic.Value
+		for i := range g {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				v := fmt.Sprintf(`"g%d"`, i)
+				_, err := excl(key, v)
+				switch {
+				case err == nil:
+					wins.Add(1)
+					winner.Store(v)
+				case !errors.Is(err, storage.ErrExists):
+					k.Errorf("round %d, goroutine %d: exclusive Merge: %v", round, i, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if k.Failed() {
+			return
+		}
+		if n := wins.Load(); n != 1 {
+			k.Fatalf("round %d: %d of %d concurrent exclusive Merges of one key succeeded, want exactly 1", round, n, g)
+		}
+		k.sameValues(fmt.Sprintf("round %d: after concurrent exclusive Merges", round),
+			k.load("after concurrent exclusive Merges", key).Values, vals("who", winner.Load().(string)))
+	}
+}

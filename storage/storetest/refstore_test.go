@@ -77,7 +77,7 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 	if cur == nil && s.bug == "revive-expired" {
 		cur = s.m[key]
 	}
-	if s.bug == "lost-update" || s.bug == "racy-create" && cur == nil && opts.Create {
+	if s.bug == "lost-update" || (s.bug == "racy-create" || s.bug == "racy-exclusive") && cur == nil && opts.Create {
 		// Read, let the others run, then write what was read plus the
 		// patch.
 		if cur != nil {
@@ -90,6 +90,9 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 	}
 	if cur == nil && !opts.Create && s.bug != "always-create" {
 		return nil, storage.ErrNotFound
+	}
+	if cur != nil && opts.Create && opts.Exclusive && s.bug != "exclusive-ignored" {
+		return nil, storage.ErrExists
 	}
 	var current map[string]json.RawMessage
 	if cur != nil {

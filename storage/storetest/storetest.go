@@ -13,7 +13,7 @@
 // The subtests, by name (stable, for -run and -skip): LoadMissing,
 // MergeMissingWithoutCreate, MergeCreate, MergeSemantics, MergeRejected,
 // Isolation, Touch, Delete, Rotate, LargeValue, ManySessions,
-// ConcurrentMerge, ConcurrentCreate, NoResurrectionAfterDelete,
+// ConcurrentMerge, ConcurrentCreate, ExclusiveCreate, NoResurrectionAfterDelete,
 // NoResurrectionAfterRotate, Audience, NewSession, Confirm, Counts,
 // ExpiryIdle, ExpiryDeadline, ExpiryExtended, NewSessionExpires. The kit's
 // own tests run each against a store with a bug planted for it, to show
@@ -175,6 +175,7 @@ var cases = []struct {
 	{"ManySessions", false, testManySessions},
 	{"ConcurrentMerge", false, testConcurrentMerge},
 	{"ConcurrentCreate", false, testConcurrentCreate},
+	{"ExclusiveCreate", false, testExclusiveCreate},
 	{"NoResurrectionAfterDelete", false, testNoResurrectionAfterDelete},
 	{"NoResurrectionAfterRotate", false, testNoResurrectionAfterRotate},
 	{"Audience", false, testAudience},

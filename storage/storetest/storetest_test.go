@@ -94,6 +94,8 @@ func TestKitCatchesBugs(t *testing.T) {
 		{"lost-update", "ConcurrentMerge"},
 		{"touch-rewrites", "ConcurrentMerge"},
 		{"racy-create", "ConcurrentCreate"},
+		{"exclusive-ignored", "ExclusiveCreate"},
+		{"racy-exclusive", "ExclusiveCreate"},
 		{"lost-update", "NoResurrectionAfterDelete"},
 		{"touch-rewrites", "NoResurrectionAfterDelete"},
 		{"rotate-racy", "NoResurrectionAfterRotate"},
