@@ -20,6 +20,7 @@ type verifiedCookie struct {
 	// Server stores.
 	id       string
 	storeKey string
+	previous bool // a cookie-store session (previous_store cookie) to move
 
 	// Cookie store.
 	payload cookiePayload

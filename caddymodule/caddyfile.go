@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -58,6 +59,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		store <module> [<args...>] {
 //			<module options>
 //		}
+//		previous_store <module> [<args...>] {
+//			<module options>
+//		}
 //		idle_timeout    <duration>
 //		api_path        <path>|off
 //		client_writable <key...>
@@ -91,8 +95,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Cookie, err = parseCookie(d)
 			return err
 		},
-		"store":        h.parseStore,
-		"idle_timeout": setDuration(&h.IdleTimeout),
+		"store":          h.parseStore(&h.StoreRaw),
+		"previous_store": h.parseStore(&h.PreviousStoreRaw),
+		"idle_timeout":   setDuration(&h.IdleTimeout),
 		"api_path": func(d *caddyfile.Dispenser) error {
 			v, err := oneArg(d)
 			switch {
@@ -208,22 +213,25 @@ func parseCookie(d *caddyfile.Dispenser) (*CookieConfig, error) {
 	return c, nil
 }
 
-// parseStore reads `store <module> ...`, letting the module parse its own
-// arguments and block.
-func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.Errf("store needs a name: cookie, memory, file, redis, or a module in http.session.stores")
+// parseStore reads `store <module> ...` (or previous_store) into raw,
+// letting the module parse its own arguments and block.
+func (h *Handler) parseStore(raw *json.RawMessage) func(*caddyfile.Dispenser) error {
+	return func(d *caddyfile.Dispenser) error {
+		sub := d.Val()
+		if !d.NextArg() {
+			return d.Errf("%s needs a name: cookie, memory, file, redis, postgres, or a module in http.session.stores", sub)
+		}
+		name := d.Val()
+		if err := checkStoreName(d, name); err != nil {
+			return err
+		}
+		unm, err := caddyfile.UnmarshalModule(d, "http.session.stores."+name)
+		if err != nil {
+			return err
+		}
+		*raw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
+		return nil
 	}
-	name := d.Val()
-	if err := checkStoreName(d, name); err != nil {
-		return err
-	}
-	unm, err := caddyfile.UnmarshalModule(d, "http.session.stores."+name)
-	if err != nil {
-		return err
-	}
-	h.StoreRaw = caddyconfig.JSONModuleObject(unm, "backend", name, nil)
-	return nil
 }
 
 // checkOrigin refuses an origin that is not exactly scheme://host[:port].

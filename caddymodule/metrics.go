@@ -29,12 +29,12 @@ const metricsNamespace, metricsSubsystem = "caddy", "session"
 
 // sessionMetrics holds the package's collectors.
 var sessionMetrics = struct {
-	created, confirmed, loaded, written, rotated, destroyed, expired *prometheus.CounterVec
-	api                                                              *prometheus.CounterVec
-	storeDuration                                                    *prometheus.HistogramVec
-	storeErrors                                                      *prometheus.CounterVec
-	cookieBytes, cookieChunks                                        *prometheus.HistogramVec
-	storeUnavailable                                                 *prometheus.CounterVec
+	created, confirmed, loaded, written, rotated, destroyed, expired, moved *prometheus.CounterVec
+	api                                                                     *prometheus.CounterVec
+	storeDuration                                                           *prometheus.HistogramVec
+	storeErrors                                                             *prometheus.CounterVec
+	cookieBytes, cookieChunks                                               *prometheus.HistogramVec
+	storeUnavailable                                                        *prometheus.CounterVec
 }{
 	created: sessionCounter("created_total",
 		"Sessions created (the first write to a session).", "id", "store"),
@@ -50,6 +50,8 @@ var sessionMetrics = struct {
 		"Sessions destroyed (API DELETE, X-Session-Destroy, the admin API).", "id", "store"),
 	expired: sessionCounter("expired_total",
 		"Requests whose valid session cookie named a session that is over: expired, or for server stores also evicted or destroyed elsewhere.", "id", "store"),
+	moved: sessionCounter("moved_total",
+		"Sessions moved from previous_store into the store (each once).", "id", "store"),
 	api: sessionCounter("api_requests_total",
 		"Requests answered by the session API, by method and status code.", "id", "method", "code"),
 	storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -154,7 +156,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	}
 	m := &sessionMetrics
 	for _, c := range []prometheus.Collector{
-		m.created, m.confirmed, m.loaded, m.written, m.rotated, m.destroyed, m.expired,
+		m.created, m.confirmed, m.loaded, m.written, m.rotated, m.destroyed, m.expired, m.moved,
 		m.api, m.storeDuration, m.storeErrors, m.cookieBytes, m.cookieChunks, m.storeUnavailable,
 		memoryPoolCollector{},
 	} {
@@ -186,6 +188,7 @@ const (
 	evExpired
 	evFailOpen
 	evFailClosed
+	evMoved
 	numEvents
 )
 
@@ -215,7 +218,7 @@ func newHandlerMetrics(id, store string) *handlerMetrics {
 	}
 	for ev, vec := range map[int]*prometheus.CounterVec{
 		evCreated: m.created, evConfirmed: m.confirmed, evLoaded: m.loaded, evWritten: m.written,
-		evRotated: m.rotated, evDestroyed: m.destroyed, evExpired: m.expired,
+		evRotated: m.rotated, evDestroyed: m.destroyed, evExpired: m.expired, evMoved: m.moved,
 	} {
 		hm.events[ev] = vec.WithLabelValues(id, store)
 	}

@@ -16,7 +16,8 @@ import (
 // serverMode keeps the session's data in a server store (memory, file,
 // Redis, or a third party's), under a hash of the ID the cookie holds.
 type serverMode struct {
-	store storage.Store // instrumented (metrics.go): also a storage.Confirmer
+	store  storage.Store // instrumented (metrics.go): also a storage.Confirmer
+	moving bool          // previous_store is set (previous.go)
 }
 
 func (serverMode) decode(h *Handler, codec *cookie.Codec, value string, v *verifiedCookie) error {
@@ -33,6 +34,10 @@ func (serverMode) decode(h *Handler, codec *cookie.Codec, value string, v *verif
 
 func (m serverMode) open(ctx context.Context, h *Handler, s *session, v *verifiedCookie, now time.Time) {
 	id := v.id
+	if v.previous {
+		m.moveFromCookie(ctx, h, s, v, now)
+		return
+	}
 	if s.deferLoad {
 		// An API write merges straight into the store, which says then
 		// whether the session exists: one round trip instead of two.
@@ -41,6 +46,9 @@ func (m serverMode) open(ctx context.Context, h *Handler, s *session, v *verifie
 	}
 	rec, err := m.store.Load(ctx, v.storeKey)
 	switch {
+	case errors.Is(err, storage.ErrNotFound) && m.moving && h.prev.store != nil:
+		m.moveFromStore(ctx, h, s, v, now)
+		return
 	case errors.Is(err, storage.ErrNotFound):
 		// Never adopt an ID the store does not hold.
 		h.ops.metrics.count(evExpired)
@@ -146,11 +154,17 @@ func (m serverMode) merge(ctx context.Context, h *Handler, s *session, patch map
 	return nil
 }
 
-func (m serverMode) remove(ctx context.Context, _ *Handler, key string) error {
+// remove deletes from the previous store first (previous.go): a move
+// that races it then finds the session gone there and undoes itself.
+func (m serverMode) remove(ctx context.Context, h *Handler, key string) error {
 	if key == "" {
 		return nil
 	}
-	return m.store.Delete(ctx, key)
+	var perr error
+	if m.moving && h.prev.store != nil {
+		perr = h.prev.store.Delete(ctx, key)
+	}
+	return errors.Join(perr, m.store.Delete(ctx, key))
 }
 
 func (m serverMode) move(ctx context.Context, _ *Handler, s *session, id string) error {
@@ -184,7 +198,9 @@ func (serverMode) chunks(*Handler) int { return 1 }
 
 func (serverMode) maxSize(h *Handler) int { return int(h.MaxSize) }
 
-func (serverMode) defersLoad() bool { return true }
+// defersLoad: not with previous_store, where a session the store lacks
+// may be in the previous one.
+func (m serverMode) defersLoad() bool { return !m.moving }
 
 // inspect reads the store itself (h.ops.raw), not through the metrics.
 func (serverMode) inspect(ctx context.Context, h *Handler, v *verifiedCookie, info *sessionInfo) error {

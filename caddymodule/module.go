@@ -55,6 +55,15 @@ type Handler struct {
 	// (cookie, memory, file, redis, or your own). Default: cookie.
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.session.stores inline_key=backend"`
 
+	// Where sessions lived before store: a module of the same namespace,
+	// the cookie store included. A request whose cookie names no session
+	// in store but one here (or, for the cookie store, carries a
+	// cookie-store session under the same cookie name and secrets) has it
+	// moved into store, with its remaining lifetime, and deleted here;
+	// exactly once when such requests run concurrently. New sessions and
+	// writes go to store only. store must be a server store.
+	PreviousStoreRaw json.RawMessage `json:"previous_store,omitempty" caddy:"namespace=http.session.stores inline_key=backend"`
+
 	// Ends a session not used for this long. Each use extends it; the
 	// extension is written at most every quarter of the timeout. Default:
 	// none (only the cookie's max_age bounds a session).
@@ -168,7 +177,8 @@ type Handler struct {
 	cache         *cookieCache
 	names         *headerNames
 	signKey       []byte
-	migrateCookie string // "" when migration is off
+	migrateCookie string         // "" when migration is off
+	prev          *previousStore // previous_store, nil without one
 	ops           opsState
 
 	fixedAudience    string        // the audience of every request, when it does not depend on one
@@ -359,6 +369,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	if h.opts.SameSite == http.SameSiteNoneMode {
 		h.logger.Warn("same_site none sends the session cookie on cross-site requests; keep it only if another site must embed this one")
+	}
+	if err := h.provisionPrevious(ctx); err != nil {
+		return err
 	}
 	return h.provisionOps(ctx) // metrics, index, admin API (ops.go)
 }

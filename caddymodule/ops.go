@@ -43,7 +43,7 @@ func (h *Handler) provisionOps(ctx caddy.Context) error {
 	}
 	h.ops.metrics = newHandlerMetrics(h.ops.id, h.storeName)
 	if h.ops.raw != nil {
-		h.mode = serverMode{store: newInstrumentedStore(h.ops.raw, h.ops.id, h.storeName)}
+		h.mode = serverMode{store: newInstrumentedStore(h.ops.raw, h.ops.id, h.storeName), moving: h.prev != nil}
 	}
 
 	if h.IndexKey != "" {

@@ -114,7 +114,12 @@ func (h *Handler) load(r *http.Request, now time.Time, s *session) {
 	v := h.cache.get(value)
 	if v == nil || v.audience != s.audience {
 		if v = h.verify(codec, value, s.audience); v == nil {
-			return
+			if h.prev == nil || h.prev.store != nil {
+				return
+			}
+			if value, v = h.verifyPrevious(r, codec, s); v == nil {
+				return
+			}
 		}
 		h.cache.put(value, v)
 	}
