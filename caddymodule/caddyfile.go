@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 
@@ -89,15 +90,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("session takes no arguments, only a block; got %q", d.Val())
 	}
-	return parseBlock(d, "subdirective %q of session", subdirectives{
+	var prevAt *caddyfile.Dispenser
+	err := parseBlock(d, "subdirective %q of session", subdirectives{
 		"secret": addSecrets(&h.Secrets),
 		"cookie": func(d *caddyfile.Dispenser) (err error) {
 			h.Cookie, err = parseCookie(d)
 			return err
 		},
-		"store":          h.parseStore(&h.StoreRaw),
-		"previous_store": h.parseStore(&h.PreviousStoreRaw),
-		"idle_timeout":   setDuration(&h.IdleTimeout),
+		"store": h.parseStore(&h.StoreRaw),
+		"previous_store": func(d *caddyfile.Dispenser) error {
+			at := *d // where to point a later error
+			prevAt = &at
+			return h.parseStore(&h.PreviousStoreRaw)(d)
+		},
+		"idle_timeout": setDuration(&h.IdleTimeout),
 		"api_path": func(d *caddyfile.Dispenser) error {
 			v, err := oneArg(d)
 			switch {
@@ -154,6 +160,28 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		},
 		"vary_cookie": setSwitch(&h.VaryCookie),
 	}, listSubdirectives...)
+	if err != nil || prevAt == nil {
+		return err
+	}
+	return h.checkPreviousStore(prevAt)
+}
+
+// checkPreviousStore refuses a previous_store that cannot move anything:
+// into the cookie store, or from the very store it names.
+func (h *Handler) checkPreviousStore(d *caddyfile.Dispenser) error {
+	var store, prev struct {
+		Backend string `json:"backend"`
+	}
+	_ = json.Unmarshal(h.StoreRaw, &store)
+	_ = json.Unmarshal(h.PreviousStoreRaw, &prev)
+	switch {
+	case store.Backend == "" || store.Backend == "cookie":
+		return d.Errf("previous_store moves sessions into a server store, and store is cookie (the default): "+
+			"add store memory, file, redis or postgres (previous_store %s then moves its sessions there)", prev.Backend)
+	case bytes.Equal(h.StoreRaw, h.PreviousStoreRaw):
+		return d.Errf("previous_store is the same as store: there is nothing to move; remove previous_store once every session has moved")
+	}
+	return nil
 }
 
 // parseCookie reads `cookie [<name>] { ... }`.
