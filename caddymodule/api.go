@@ -217,6 +217,7 @@ func (h *Handler) apiJSON(w http.ResponseWriter, r *http.Request, status int, v 
 	if string(body) == "null" {
 		body = []byte("{}")
 	}
+	body = append(body, '\n') // as curl users, and json.Encoder, expect
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	h.ops.metrics.apiRequest(r.Method, status)
 	w.WriteHeader(status)

@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -527,4 +528,26 @@ func TestAPIInputBounds(t *testing.T) {
 	}
 	noSetCookie(t, r)
 	wantObject(t, b.API(t, "GET", ""), http.StatusOK, `{"theme":"dark"}`)
+}
+
+// TestAPIBodiesEndWithNewline (#14): every JSON answer of the API ends
+// with a newline, as json.Encoder writes and as a terminal after curl
+// wants: the read, the write, the error.
+func TestAPIBodiesEndWithNewline(t *testing.T) {
+	t.Parallel()
+	c := StartCaddy(t, CaddyOpts{Session: "client_writable cart"})
+	b := c.NewBrowser()
+	for _, r := range []*Resp{
+		b.API(t, "GET", ""),
+		b.API(t, "POST", `{"cart":[1]}`),
+		b.API(t, "POST", `{"customerId":"c_1"}`), // 403
+		b.API(t, "POST", `[1]`),                  // 400
+	} {
+		if len(r.Body) == 0 || r.Body[len(r.Body)-1] != '\n' || strings.Count(string(r.Body), "\n") != 1 {
+			t.Errorf("body %q does not end with exactly one newline", r.Body)
+		}
+		if cl := r.Header.Get("Content-Length"); cl != strconv.Itoa(len(r.Body)) {
+			t.Errorf("Content-Length %s for a body of %d bytes", cl, len(r.Body))
+		}
+	}
 }

@@ -124,7 +124,7 @@ func adminScenario(t *testing.T, store string) {
 	if n := number(t, c.adminJSON(t, "POST", "/session/__session/destroy", fmt.Sprintf(`{"cookie": %q, "audience": "127.0.0.1"}`, victim.Cookie), 200), "destroyed"); n != 1 {
 		t.Fatalf("destroy: %d, want 1", n)
 	}
-	if r := victim.Do(t, "GET", "/__session", ""); r.Body != "{}" {
+	if r := victim.Do(t, "GET", "/__session", ""); r.Body != "{}\n" {
 		t.Fatalf("the destroyed session still reads %s", r.Body)
 	}
 	c.adminJSON(t, "POST", "/session/__session/inspect", fmt.Sprintf(`{"cookie": %q, "audience": "127.0.0.1"}`, victim.Cookie), 404)
