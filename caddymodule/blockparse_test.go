@@ -24,7 +24,7 @@ func TestBlockErrors(t *testing.T) {
 		{"session duplicate", new(Handler), "session {\n\tmax_keys 3\n\tmax_keys 4\n}",
 			[]string{`Testfile:3`, `duplicate subdirective "max_keys" of session; give it once`}},
 		{"cookie typo", new(Handler), "session {\n\tcookie {\n\t\tsamesite lax\n\t}\n}",
-			[]string{`Testfile:3`, `unknown cookie subdirective "samesite"; did you mean same_site? known: domain, expires, http_only, max_age, name, path, same_site, secure`}},
+			[]string{`Testfile:3`, `unknown cookie subdirective "samesite"; did you mean same_site? known: domain, expires, http_only, max_age, name, partitioned, path, priority, same_site, secure`}},
 		{"cookie duplicate", new(Handler), "session {\n\tcookie {\n\t\tpath /\n\t\tpath /x\n\t}\n}",
 			[]string{`Testfile:4`, `duplicate cookie subdirective "path"`}},
 		{"store cookie", new(CookieStore), "cookie {\n\tmax_chunk 3\n}",

@@ -56,6 +56,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //			secure    auto|on|off|true|false
 //			http_only [on|off|true|false]
 //			same_site lax|strict|none (any case)
+//			partitioned [on|off|true|false]
+//			priority  low|medium|high (any case)
 //		}
 //		store <module> [<args...>] {
 //			<module options>
@@ -217,6 +219,11 @@ func parseCookie(d *caddyfile.Dispenser) (*CookieConfig, error) {
 		"secure":    setEnumFold(&c.Secure, map[string]string{"true": "on", "false": "off"}, secureModes...),
 		"http_only": setSwitch(&c.HTTPOnly),
 		"same_site": setEnumFold(&c.SameSite, nil, sameSiteModes...),
+		"partitioned": func(d *caddyfile.Dispenser) (err error) {
+			c.Partitioned, err = parseSwitch(d)
+			return err
+		},
+		"priority": setEnumFold(&c.Priority, nil, priorities...),
 	}
 	// Check the attributes as they come, so an error names the line that
 	// made the cookie invalid (a __Host- name with a domain, say): no later

@@ -65,6 +65,11 @@ func TestConfigCaddyfileLoadErrors(t *testing.T) {
 		{"max_age bad", "cookie {\n\t\tmax_age forever\n\t}", 3, []string{`max_age "forever"`, "duration"}, nil},
 		{"same_site bad", "cookie {\n\t\tsame_site Sometimes\n\t}", 3, []string{`same_site "Sometimes"`}, nil},
 		{"http_only bad", "cookie {\n\t\thttp_only yes\n\t}", 3, []string{`http_only "yes"`}, nil},
+		{"partitioned secure off", "cookie {\n\t\tpartitioned\n\t\tsecure off\n\t}", 4, []string{"Partitioned cookie without Secure", "remove partitioned"}, nil},
+		{"secure off partitioned", "cookie {\n\t\tsecure false\n\t\tpartitioned on\n\t}", 4, []string{"Partitioned cookie without Secure"}, nil},
+		{"partitioned bad", "cookie {\n\t\tpartitioned maybe\n\t}", 3, []string{`partitioned "maybe"`}, nil},
+		{"priority bad", "cookie {\n\t\tpriority urgent\n\t}", 3, []string{`priority "urgent"`, "low, medium or high"}, nil},
+		{"priority missing", "cookie {\n\t\tpriority\n\t}", 3, []string{"argument"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := unmarshalSession("session {\n\t" + tc.body + "\n}")
@@ -112,6 +117,11 @@ func TestConfigCaddyfileAccepted(t *testing.T) {
 		{"secure false", "cookie {\n\t\tsecure false\n\t}", `"cookie":{"secure":"off"}`},
 		{"secure On", "cookie {\n\t\tsecure On\n\t}", `"cookie":{"secure":"on"}`},
 		{"http_only false", "cookie {\n\t\thttp_only false\n\t}", `"cookie":{"http_only":false}`},
+		{"partitioned", "cookie {\n\t\tpartitioned\n\t}", `"cookie":{"partitioned":true}`},
+		{"partitioned off", "cookie {\n\t\tpartitioned off\n\t}", `"cookie":{}`},
+		{"partitioned secure on", "cookie {\n\t\tpartitioned true\n\t\tsecure on\n\t}", `"cookie":{"secure":"on","partitioned":true}`},
+		{"priority High", "cookie {\n\t\tpriority High\n\t}", `"cookie":{"priority":"high"}`},
+		{"priority low", "cookie {\n\t\tpriority low\n\t}", `"cookie":{"priority":"low"}`},
 		{"http_only true", "cookie {\n\t\thttp_only true\n\t}", `"cookie":{"http_only":true}`},
 		{"http_only TRUE", "cookie {\n\t\thttp_only TRUE\n\t}", `"cookie":{"http_only":true}`},
 		{"max_age seconds", "cookie {\n\t\tmax_age 2592000\n\t}", `"cookie":{"max_age":2592000000000000}`},
@@ -156,6 +166,24 @@ func TestOrdinal(t *testing.T) {
 	for n, want := range map[int]string{1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 11: "11th", 12: "12th", 13: "13th", 21: "21st", 22: "22nd", 111: "111th"} {
 		if got := ordinal(n); got != want {
 			t.Errorf("ordinal(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// TestConfigPartitionedAtProvision: a JSON config with partitioned and
+// secure off fails to load, as the Caddyfile does at adapt time; an
+// unknown priority too.
+func TestConfigPartitionedAtProvision(t *testing.T) {
+	for _, c := range []*CookieConfig{
+		{Partitioned: true, Secure: "off"},
+		{Priority: "urgent"},
+	} {
+		h := &Handler{Secrets: []string{goodSecretA}, Cookie: c}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+		err := h.Provision(ctx)
+		cancel()
+		if err == nil || !(strings.Contains(err.Error(), "Partitioned") || strings.Contains(err.Error(), "priority")) {
+			t.Errorf("%+v: want a load error, got %v", c, err)
 		}
 	}
 }

@@ -259,21 +259,21 @@ func (h *Handler) writeCookies(hdr http.Header, s *session, secure bool, now tim
 			h.ops.metrics.cookie(size, len(cookies))
 		}
 		for _, c := range cookies {
-			hdr.Add("Set-Cookie", c.String())
+			hdr.Add("Set-Cookie", h.opts.Line(c))
 		}
 		for _, i := range s.present {
 			if i >= len(cookies) {
-				hdr.Add("Set-Cookie", h.opts.Expire(h.opts.ChunkName(i), secure).String())
+				hdr.Add("Set-Cookie", h.opts.Line(h.opts.Expire(h.opts.ChunkName(i), secure)))
 			}
 		}
 	case s.expire:
 		expired := false
 		for _, i := range s.present {
-			hdr.Add("Set-Cookie", h.opts.Expire(h.opts.ChunkName(i), secure).String())
+			hdr.Add("Set-Cookie", h.opts.Line(h.opts.Expire(h.opts.ChunkName(i), secure)))
 			expired = expired || i == 0
 		}
 		if !expired {
-			hdr.Add("Set-Cookie", h.opts.Expire(h.opts.Name, secure).String())
+			hdr.Add("Set-Cookie", h.opts.Line(h.opts.Expire(h.opts.Name, secure)))
 		}
 	default:
 		if len(s.expireOther) == 0 {
@@ -281,7 +281,7 @@ func (h *Handler) writeCookies(hdr http.Header, s *session, secure bool, now tim
 		}
 	}
 	for _, name := range s.expireOther {
-		hdr.Add("Set-Cookie", h.opts.Expire(name, secure).String())
+		hdr.Add("Set-Cookie", h.opts.Line(h.opts.Expire(name, secure)))
 	}
 	s.expireOther = nil
 	s.issue, s.expire, s.stale = false, false, false

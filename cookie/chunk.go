@@ -32,10 +32,10 @@ func clampChunks(maxChunks int) int {
 var epoch = time.Unix(0, 0).UTC()
 
 // Chunks returns the cookies that carry value: one named Name when it fits,
-// else Name, Name.1, … each with a Set-Cookie line under MaxLine bytes, at
-// most maxChunks of them (ErrTooLarge otherwise). maxAge is the cookie's
-// Max-Age (remaining session life); Expires is set to match (and to
-// o.Expires when that is earlier).
+// else Name, Name.1, … each with a Set-Cookie line (as Line writes it)
+// under MaxLine bytes, at most maxChunks of them (ErrTooLarge otherwise).
+// maxAge is the cookie's Max-Age (remaining session life); Expires is set
+// to match (and to o.Expires when that is earlier).
 //
 // Max-Age is whole seconds, rounded up and at least 1. When o.Expires comes
 // first, Max-Age is cut to it as well: browsers obey Max-Age over Expires.
@@ -44,15 +44,28 @@ var epoch = time.Unix(0, 0).UTC()
 // cookie-octets (RFC 6265), which Encode's output does; other bytes are an
 // error rather than something net/http would silently drop.
 func (o Options) Chunks(value string, maxAge time.Duration, secure bool, maxChunks int) ([]*http.Cookie, error) {
+	maxAgeSec, expires := o.lifetime(time.Now(), maxAge)
+	return o.chunks(value, maxAgeSec, expires, secure, maxChunks)
+}
+
+// SessionChunks is Chunks for a browser-session cookie: no Max-Age and no
+// Expires (not even o.Expires), so the browser forgets the cookie when it
+// ends its session. The server-side deadline is the caller's to enforce.
+func (o Options) SessionChunks(value string, secure bool, maxChunks int) ([]*http.Cookie, error) {
+	return o.chunks(value, 0, time.Time{}, secure, maxChunks)
+}
+
+// chunks is Chunks with the Max-Age (seconds; 0 for none) and Expires
+// (zero for none) of every chunk.
+func (o Options) chunks(value string, maxAgeSec int, expires time.Time, secure bool, maxChunks int) ([]*http.Cookie, error) {
 	maxChunks = clampChunks(maxChunks)
 	for i := 0; i < len(value); i++ {
 		if !isCookieOctet(value[i]) {
 			return nil, fmt.Errorf("byte %d of the cookie value is %#02x, which a cookie cannot carry", i, value[i])
 		}
 	}
-	maxAgeSec, expires := o.lifetime(time.Now(), maxAge)
 	proto := o.cookie("x", "", maxAgeSec, expires, secure)
-	attrs := len(proto.String()) - len("x=") // everything after name=value
+	attrs := len(o.Line(proto)) - len("x=") // everything after name=value
 
 	// Filling each chunk to the brim gives the fewest chunks.
 	n, fits := 0, 0
@@ -85,7 +98,7 @@ func (o Options) Chunks(value string, maxAge time.Duration, secure bool, maxChun
 	// The room arithmetic assumes net/http's layout of a Set-Cookie line;
 	// checking the real lines keeps S3 true should that layout ever change.
 	for i, c := range cookies {
-		if l := len(c.String()); l >= MaxLine {
+		if l := len(o.Line(c)); l >= MaxLine {
 			return nil, fmt.Errorf("%w: chunk %d would be a %d-byte Set-Cookie line", ErrTooLarge, i, l)
 		}
 	}
@@ -132,8 +145,10 @@ func (o Options) lifetime(now time.Time, maxAge time.Duration) (int, time.Time) 
 }
 
 // Expire returns a cookie that deletes the cookie called name: same Path,
-// Domain, Secure, HttpOnly and SameSite, empty value, Max-Age<0 (sent as
-// Max-Age=0) and an Expires in the past.
+// Domain, Secure, HttpOnly, SameSite and Partitioned (browsers delete a
+// partitioned cookie only with a partitioned Set-Cookie), empty value,
+// Max-Age<0 (sent as Max-Age=0) and an Expires in the past. Write it with
+// Line, which adds Priority.
 //
 // Secure is set when secure is true or when o requires it (see IsSecure).
 func (o Options) Expire(name string, secure bool) *http.Cookie {
@@ -144,15 +159,16 @@ func (o Options) Expire(name string, secure bool) *http.Cookie {
 // share them: a browser deletes only a cookie whose Path and Domain match.
 func (o Options) cookie(name, value string, maxAge int, expires time.Time, secure bool) *http.Cookie {
 	return &http.Cookie{
-		Name:     name,
-		Value:    value,
-		Path:     o.path(),
-		Domain:   o.Domain,
-		MaxAge:   maxAge,
-		Expires:  expires,
-		Secure:   secure || o.forcesSecure(),
-		HttpOnly: o.HTTPOnly,
-		SameSite: o.sameSite(),
+		Name:        name,
+		Value:       value,
+		Path:        o.path(),
+		Domain:      o.Domain,
+		MaxAge:      maxAge,
+		Expires:     expires,
+		Secure:      secure || o.forcesSecure(),
+		HttpOnly:    o.HTTPOnly,
+		SameSite:    o.sameSite(),
+		Partitioned: o.Partitioned,
 	}
 }
 

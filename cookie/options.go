@@ -51,6 +51,42 @@ type Options struct {
 	Secure   SecureMode
 	HTTPOnly bool
 	SameSite http.SameSite // Lax, Strict or None; None forces Secure
+
+	// Partitioned adds the Partitioned attribute (CHIPS): in a third-party
+	// context, browsers keep the cookie per top-level site. It forces
+	// Secure, which browsers require of it; SecureOff with it is invalid.
+	Partitioned bool
+
+	// Priority is the Priority attribute (Chrome's eviction order when a
+	// site has too many cookies); PriorityNone writes none.
+	Priority Priority
+}
+
+// Priority is a cookie's Priority attribute. Browsers that do not know it
+// ignore it; Chrome evicts Low cookies of a site first, then Medium (what
+// a cookie without the attribute counts as), then High.
+type Priority int
+
+// Priorities.
+const (
+	PriorityNone Priority = iota // no attribute
+	PriorityLow
+	PriorityMedium
+	PriorityHigh
+)
+
+// String returns the attribute's value as written in a Set-Cookie line
+// ("Low", "Medium", "High"), or "" for PriorityNone and unknown values.
+func (p Priority) String() string {
+	switch p {
+	case PriorityLow:
+		return "Low"
+	case PriorityMedium:
+		return "Medium"
+	case PriorityHigh:
+		return "High"
+	}
+	return ""
 }
 
 // WithDefaults returns o with its zero Name, Path, MaxAge and SameSite
@@ -98,16 +134,17 @@ func hasPrefixFold(s, prefix string) bool {
 }
 
 // forcesSecure reports whether browsers drop this cookie unless it is
-// Secure: a __Host- or __Secure- name, or SameSite=None.
+// Secure: a __Host- or __Secure- name, SameSite=None, or Partitioned.
 func (o Options) forcesSecure() bool {
 	n := o.name()
-	return o.sameSite() == http.SameSiteNoneMode ||
+	return o.sameSite() == http.SameSiteNoneMode || o.Partitioned ||
 		hasPrefixFold(n, "__Host-") || hasPrefixFold(n, "__Secure-")
 }
 
 // Validate checks o: a name that is a valid cookie name, a __Host- name
 // with Secure not off, Path "/" and no Domain; a __Secure- name with Secure
-// not off; SameSite None with Secure not off.
+// not off; SameSite None with Secure not off; Partitioned with Secure not
+// off; a known Priority.
 //
 // It also checks what would otherwise make net/http drop parts of the
 // Set-Cookie line at run time (a Path with control characters or ';', a
@@ -161,6 +198,14 @@ func (o Options) Validate() error {
 	}
 	if o.sameSite() == http.SameSiteNoneMode && o.Secure == SecureOff {
 		return fmt.Errorf("cookie %q: browsers reject SameSite=None without Secure: set secure to on or auto, or same_site to lax or strict", name)
+	}
+	if o.Partitioned && o.Secure == SecureOff {
+		return fmt.Errorf("cookie %q: browsers reject a Partitioned cookie without Secure: set secure to on or auto (partitioned makes it Secure on every request), or remove partitioned", name)
+	}
+	switch o.Priority {
+	case PriorityNone, PriorityLow, PriorityMedium, PriorityHigh:
+	default:
+		return fmt.Errorf("cookie priority %d is unknown: use low, medium or high", o.Priority)
 	}
 	return nil
 }
@@ -223,8 +268,8 @@ func validDomain(d string) bool {
 // IsSecure tells whether a cookie sent in answer to a request that tls
 // says came over TLS gets the Secure attribute.
 //
-// A __Host- or __Secure- name and SameSite=None are always Secure:
-// browsers reject them otherwise, so leaving Secure off could only break
+// A __Host- or __Secure- name, SameSite=None and Partitioned are always
+// Secure: browsers reject them otherwise, so leaving Secure off could only break
 // them (and Secure cookies still work on http://localhost).
 func (o Options) IsSecure(tls bool) bool {
 	if o.forcesSecure() {
@@ -245,4 +290,16 @@ func (o Options) ChunkName(i int) string {
 		return o.name()
 	}
 	return o.name() + "." + strconv.Itoa(i)
+}
+
+// Line returns the Set-Cookie header value of c, a cookie that Chunks or
+// Expire built from o: c.String() plus the attributes net/http does not
+// write (Priority). Every Set-Cookie of the session goes through it, so
+// that setting and deleting carry the same attributes.
+func (o Options) Line(c *http.Cookie) string {
+	line := c.String()
+	if p := o.Priority.String(); p != "" && line != "" {
+		line += "; Priority=" + p
+	}
+	return line
 }

@@ -32,8 +32,10 @@ type Store interface {
 	//
 	// When no live session exists under key, Merge creates one only if
 	// opts.Create is true (with Created = opts.Now and Deadline =
-	// opts.Deadline); otherwise it returns ErrNotFound. The record's new
-	// Expires is opts.Expires(record.Deadline). Use Apply to compute the
+	// opts.Deadline); otherwise it returns ErrNotFound. When
+	// opts.SetDeadline is not zero, the record's Deadline becomes it,
+	// whether Merge creates the record or not. The record's new Expires is
+	// opts.ExpiresOf(record.Created, record.Deadline, New). Use Apply to compute the
 	// merged values: it enforces opts.Limits and the key rules, and a
 	// rejected merge must leave the stored session unchanged.
 	Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts MergeOptions) (*Record, error)
@@ -65,7 +67,8 @@ type Record struct {
 	Created time.Time `json:"created"`
 
 	// Deadline is the session's absolute end (Created + max_age). No
-	// activity moves it.
+	// activity moves it; only a Merge with MergeOptions.SetDeadline does
+	// (the upstream's X-Session-Max-Age).
 	Deadline time.Time `json:"deadline"`
 
 	// Expires is when the record stops being served: the idle expiry, never
@@ -110,6 +113,15 @@ type MergeOptions struct {
 
 	// Deadline is the absolute deadline of a session that Merge creates.
 	Deadline time.Time
+
+	// SetDeadline, when not zero, is the record's new absolute deadline,
+	// earlier or later than its current one: Merge stores it as
+	// Record.Deadline on an existing session, and uses it instead of
+	// Deadline on one it creates. The new Expires follows it as on any
+	// write (ExpiresOf), never past it, and a store's own expiry (a TTL)
+	// follows that. The handler sets it for the upstream's
+	// X-Session-Max-Age ("remember me"), usually with an empty patch.
+	SetDeadline time.Time
 
 	// IdleTimeout, when positive, sets Expires to Now + IdleTimeout (never
 	// past the record's Deadline); when zero, Expires is the Deadline.

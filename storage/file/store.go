@@ -228,6 +228,9 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if next.Values, err = storage.Apply(current, patch, opts.Limits); err != nil {
 		return nil, err
 	}
+	if !opts.SetDeadline.IsZero() {
+		next.Deadline = opts.SetDeadline
+	}
 	next.Expires = opts.ExpiresOf(next.Created, next.Deadline, next.New)
 	if next.New && next.Expires.After(next.newUntil) {
 		next.Expires = next.newUntil

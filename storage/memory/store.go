@@ -293,8 +293,12 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 	fresh := r == 0
 	var e entry
 	if fresh {
-		e = entry{key: k, created: opts.Now.UnixNano(), deadline: opts.Deadline.UnixNano(), new: opts.NewTTL > 0}
-		e.expires = opts.ExpiresOf(opts.Now, opts.Deadline, e.new).UnixNano()
+		deadline := opts.Deadline
+		if !opts.SetDeadline.IsZero() {
+			deadline = opts.SetDeadline
+		}
+		e = entry{key: k, created: opts.Now.UnixNano(), deadline: deadline.UnixNano(), new: opts.NewTTL > 0}
+		e.expires = opts.ExpiresOf(opts.Now, deadline, e.new).UnixNano()
 		if e.live(now) { // a session born dead would only evict a live one
 			e.aud = s.auds.acquire(opts.Audience)
 			r = s.insert(sh, e, data)
@@ -302,6 +306,9 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 	} else {
 		p := &sh.entries[r]
 		confirm := p.new && opts.Confirm
+		if !opts.SetDeadline.IsZero() {
+			p.deadline = opts.SetDeadline.UnixNano()
+		}
 		p.expires = opts.ExpiresOf(time.Unix(0, p.created), time.Unix(0, p.deadline), p.new && !confirm).UnixNano()
 		grown := size(data) - size(sh.data[r])
 		sh.data[r] = data

@@ -426,6 +426,9 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 	if next.vals, err = encodeValues(values); err != nil {
 		return nil, err
 	}
+	if !opts.SetDeadline.IsZero() {
+		next.deadline = micro(opts.SetDeadline)
+	}
 	next.expires = micro(opts.ExpiresOf(next.created, next.deadline, next.newUntil != nil))
 	if next.newUntil != nil && next.expires.After(*next.newUntil) {
 		next.expires = *next.newUntil

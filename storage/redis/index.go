@@ -229,6 +229,21 @@ func (s *Store) indexAfterMerge(ctx context.Context, key string, patch map[strin
 	return nil
 }
 
+// indexValues indexes every indexed name rec holds until rec's deadline:
+// after a merge that moved the deadline (MergeOptions.SetDeadline), so
+// that no index entry ends before its session. Entries only ever grow
+// longer, so a deadline moved earlier leaves them as they are.
+func (s *Store) indexValues(ctx context.Context, key string, rec *storage.Record) error {
+	for _, name := range s.idx.list() {
+		if v, ok := rec.Values[name]; ok && !storage.IsNull(v) {
+			if err := s.addToIndex(ctx, name, v, key, rec.Deadline); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // indexAfterRotate indexes a session under its new key. On failure it
 // removes the new key (best effort) and reports the store unavailable: the
 // caller keeps the old cookie, whose session is gone, so no session lives

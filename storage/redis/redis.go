@@ -152,7 +152,7 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if now.IsZero() {
 		now = time.Now()
 	}
-	if opts.Create && opts.Deadline.IsZero() {
+	if opts.Create && opts.Deadline.IsZero() && opts.SetDeadline.IsZero() {
 		return nil, errors.New("redis store: merge: MergeOptions.Deadline is required to create a session")
 	}
 	defer s.evict(key)
@@ -182,9 +182,13 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if opts.Confirm {
 		confirm = "1"
 	}
-	args := make([]any, 0, 9+2*len(patch))
+	setDeadline := ""
+	if !opts.SetDeadline.IsZero() {
+		setDeadline = nanos(opts.SetDeadline)
+	}
+	args := make([]any, 0, 10+2*len(patch))
 	args = append(args, create, nanos(now), nanos(opts.Deadline), idle,
-		strconv.Itoa(maxKeys), strconv.Itoa(maxSize), opts.Audience, newTTL, confirm)
+		strconv.Itoa(maxKeys), strconv.Itoa(maxSize), opts.Audience, newTTL, confirm, setDeadline)
 	for name, v := range patch {
 		if storage.IsNull(v) {
 			args = append(args, name, "")
@@ -217,6 +221,13 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	}
 	if indexLater {
 		if err := s.indexAfterMerge(ctx, key, patch, rec); err != nil {
+			return nil, err
+		}
+	}
+	if !opts.SetDeadline.IsZero() {
+		// The index entries of the values the session already held
+		// must last as long as it now does.
+		if err := s.indexValues(ctx, key, rec); err != nil {
 			return nil, err
 		}
 	}

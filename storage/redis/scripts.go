@@ -127,7 +127,9 @@ end
 //	ARGV[8]  new-session TTL (ns), or "" without one: a created session is
 //	         New, and a New one ends at created + this at the latest
 //	ARGV[9]  "1" to confirm a New session (clear 'new')
-//	ARGV[10…] name, value pairs; an empty value deletes the name
+//	ARGV[10] the session's new deadline (ns), created or not
+//	         (MergeOptions.SetDeadline), or "" to keep it
+//	ARGV[11…] name, value pairs; an empty value deletes the name
 //
 // It returns {"ok", created, deadline, expires, audience, "1"|"0" (New),
 // name, value, ...} with the whole resulting session, {"notfound"},
@@ -153,10 +155,12 @@ elseif ARGV[9] ~= '1' then
   cap = newcap(meta.new, meta.expires)
   if cap ~= nil and ARGV[8] ~= '' then cap = earlier(cap, addns(created, ARGV[8])) end
 end
+local moved = ARGV[10] ~= ''
+if moved then deadline = ARGV[10] end
 
 local out = {}
 for k, v in pairs(vals) do out[k] = v end
-for i = 10, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   if ARGV[i + 1] == '' then out[ARGV[i]] = nil else out[ARGV[i]] = ARGV[i + 1] end
 end
 
@@ -168,7 +172,7 @@ for k in pairs(out) do
   if byhk[x] == nil then byhk[x] = {} end
   table.insert(byhk[x], k)
 end
-for i = 10, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   local k = ARGV[i]
   if ARGV[i + 1] ~= '' then
     for _, o in ipairs(byhk[hk(k)]) do
@@ -198,13 +202,15 @@ if fresh then
   table.insert(set, 'created'); table.insert(set, created)
   table.insert(set, 'deadline'); table.insert(set, deadline)
   if aud ~= nil then table.insert(set, 'aud'); table.insert(set, aud) end
+elseif moved then
+  table.insert(set, 'deadline'); table.insert(set, deadline)
 end
 if cap ~= nil then
   table.insert(set, 'new'); table.insert(set, cap)
 elseif not fresh and meta.new ~= nil then
   table.insert(del, 'new')
 end
-for i = 10, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   local k, v = ARGV[i], ARGV[i + 1]
   if v ~= '' then
     table.insert(set, 'v:' .. k); table.insert(set, v)

@@ -125,3 +125,78 @@ func testExpiryExtended(k *kit) {
 	k.missing("touched session after its extended expiry", touched)
 	k.missing("written session after its extended expiry", merged)
 }
+
+// testSetDeadline: MergeOptions.SetDeadline moves an existing session's
+// deadline later and earlier, with Expires (and the store's own expiry)
+// following; it applies to a session Merge creates too; it creates
+// nothing without Create; and later writes and touches keep it.
+func testSetDeadline(k *kit) {
+	unit := k.o.expiryUnit()
+	now := time.Now()
+
+	// Later: a session created for an hour now lasts two days.
+	later := newKey()
+	k.create(later, vals("a", `1`), now, now.Add(time.Hour), 0)
+	far := now.Add(48 * time.Hour)
+	rec, err := k.s.Merge(k.ctx, later, nil, storage.MergeOptions{Now: now, SetDeadline: far})
+	if err != nil {
+		k.Fatalf("Merge with SetDeadline (empty patch): %v", err)
+	}
+	want := &storage.Record{Values: vals("a", `1`), Created: now, Deadline: far, Expires: far}
+	k.sameRecord("Merge moving the deadline later: record Merge returned", rec, want)
+	k.sameRecord("Merge moving the deadline later: record Load returned", k.load("deadline moved later", later), want)
+
+	// A later write without SetDeadline keeps the moved deadline; its
+	// idle timeout and a touch extend within it.
+	at := time.Now()
+	rec, err = k.s.Merge(k.ctx, later, vals("b", `2`), storage.MergeOptions{Now: at, Deadline: at.Add(time.Hour), IdleTimeout: 10 * time.Minute})
+	if err != nil {
+		k.Fatalf("Merge after SetDeadline: %v", err)
+	}
+	k.sameTime("a write after SetDeadline", "Deadline", rec.Deadline, far)
+	k.sameTime("a write after SetDeadline", "Expires", rec.Expires, at.Add(10*time.Minute))
+	if err := k.s.Touch(k.ctx, later, at.Add(30*time.Hour)); err != nil {
+		k.Fatalf("Touch: %v", err)
+	}
+	got := k.load("touched past the old deadline", later)
+	k.sameTime("touched past the old deadline", "Expires", got.Expires, at.Add(30*time.Hour))
+	k.sameTime("touched past the old deadline", "Deadline", got.Deadline, far)
+
+	// Created with SetDeadline: it wins over Deadline.
+	created := newKey()
+	rec, err = k.s.Merge(k.ctx, created, vals("a", `1`), storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour), SetDeadline: now.Add(3 * time.Hour)})
+	if err != nil {
+		k.Fatalf("Merge(Create=true) with SetDeadline: %v", err)
+	}
+	k.sameTime("created with SetDeadline", "Deadline", rec.Deadline, now.Add(3*time.Hour))
+	k.sameTime("created with SetDeadline", "Deadline", k.load("created with SetDeadline", created).Deadline, now.Add(3*time.Hour))
+
+	// Without Create, SetDeadline creates nothing.
+	none := newKey()
+	if _, err := k.s.Merge(k.ctx, none, nil, storage.MergeOptions{Now: now, SetDeadline: far}); !errors.Is(err, storage.ErrNotFound) {
+		k.Fatalf("Merge(Create=false) with SetDeadline of a missing session = %v, want ErrNotFound", err)
+	}
+	k.missing("after SetDeadline on a missing session", none)
+
+	// Earlier: a session created for an hour ends after one unit, and no
+	// touch brings it back past that.
+	sooner := newKey()
+	k.create(sooner, vals("a", `1`), now, now.Add(time.Hour), 0)
+	at = time.Now()
+	end := at.Add(unit)
+	rec, err = k.s.Merge(k.ctx, sooner, nil, storage.MergeOptions{Now: at, SetDeadline: end, IdleTimeout: time.Hour})
+	if err != nil {
+		k.Fatalf("Merge moving the deadline earlier: %v", err)
+	}
+	k.sameTime("Merge moving the deadline earlier", "Deadline", rec.Deadline, end)
+	k.sameTime("Merge moving the deadline earlier", "Expires", rec.Expires, end)
+	if err := k.s.Touch(k.ctx, sooner, at.Add(time.Hour)); err != nil {
+		k.Fatalf("Touch: %v", err)
+	}
+	if k.onTime(end) {
+		got := k.load("before the earlier deadline", sooner)
+		k.sameTime("touched after the deadline moved earlier", "Expires", got.Expires, end)
+	}
+	k.past(end)
+	k.missing("after the deadline moved earlier", sooner)
+}

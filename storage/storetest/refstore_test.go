@@ -113,6 +113,9 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 	if cur != nil && s.bug != "reset-deadline" {
 		r.Created, r.Deadline = cur.Created, cur.Deadline
 	}
+	if !opts.SetDeadline.IsZero() && s.bug != "set-deadline-ignored" && (cur == nil || s.bug != "set-deadline-create-only") {
+		r.Deadline = opts.SetDeadline
+	}
 	if cur != nil && s.bug != "audience-overwritten" {
 		r.Audience = cur.Audience
 	}
@@ -120,6 +123,9 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 		r.New = cur.New && (!opts.Confirm || s.bug == "confirm-ignored")
 	}
 	r.Expires = opts.ExpiresOf(r.Created, r.Deadline, r.New)
+	if s.bug == "set-deadline-expires-stale" && cur != nil && !opts.SetDeadline.IsZero() {
+		r.Expires = cur.Expires
+	}
 	switch {
 	case s.bug == "stateless":
 		r.New = false

@@ -15,7 +15,8 @@
 // Isolation, Touch, Delete, Rotate, LargeValue, ManySessions,
 // ConcurrentMerge, ConcurrentCreate, ExclusiveCreate, NoResurrectionAfterDelete,
 // NoResurrectionAfterRotate, Audience, NewSession, Confirm, Counts,
-// ExpiryIdle, ExpiryDeadline, ExpiryExtended, NewSessionExpires. The kit's
+// ExpiryIdle, ExpiryDeadline, ExpiryExtended, SetDeadline,
+// NewSessionExpires. The kit's
 // own tests run each against a store with a bug planted for it, to show
 // that it fails.
 //
@@ -185,6 +186,7 @@ var cases = []struct {
 	{"ExpiryIdle", true, testExpiryIdle},
 	{"ExpiryDeadline", true, testExpiryDeadline},
 	{"ExpiryExtended", true, testExpiryExtended},
+	{"SetDeadline", true, testSetDeadline},
 	{"NewSessionExpires", true, testNewSessionExpires},
 }
 
