@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -55,6 +56,13 @@ type Store interface {
 	// Rotate moves the session stored under oldKey to newKey, atomically:
 	// once Rotate returns, oldKey holds nothing and no later write can
 	// revive it. It returns ErrNotFound when oldKey holds no live session.
+	//
+	// For RotationGrace after a Rotate, the store remembers oldKey: Load
+	// and Merge of it (even with Create) return ErrRotated, and Touch and
+	// Confirm of it do nothing. (The handler tells a request that raced a
+	// sign-in from one with an expired session that way: the first must
+	// neither create a session nor set a cookie.) The memory of it may
+	// end earlier if the session would have expired earlier.
 	Rotate(ctx context.Context, oldKey, newKey string) error
 }
 
@@ -182,11 +190,20 @@ type Confirmer interface {
 	Confirm(ctx context.Context, key string, expires time.Time) error
 }
 
+// RotationGrace is how long a store remembers a key that Rotate moved a
+// session away from (see Store.Rotate and ErrRotated).
+const RotationGrace = 60 * time.Second
+
 // Errors a Store returns. Wrap them with fmt.Errorf("...: %w", err) to add
 // context; callers test them with errors.Is.
 var (
 	// ErrNotFound: no live session under that key.
 	ErrNotFound = errors.New("session not found")
+
+	// ErrRotated: the session under that key was moved to another key by
+	// Rotate less than RotationGrace ago. It wraps ErrNotFound, so that
+	// errors.Is(err, ErrNotFound) holds for it too.
+	ErrRotated = fmt.Errorf("%w: it was rotated to a new ID moments ago", ErrNotFound)
 
 	// ErrExists: an exclusive Merge (MergeOptions.Exclusive) found a live
 	// session under its key.

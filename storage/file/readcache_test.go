@@ -60,8 +60,8 @@ func TestReadCacheSeesOtherWriters(t *testing.T) {
 	if err := a.Rotate(ctx, key, key2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Load(ctx, key); err != storage.ErrNotFound {
-		t.Fatalf("old key after rotate: %v, want ErrNotFound", err)
+	if _, err := b.Load(ctx, key); err != storage.ErrRotated {
+		t.Fatalf("old key after rotate: %v, want ErrRotated", err)
 	}
 	if _, err := b.Load(ctx, key2); err != nil {
 		t.Fatal(err)

@@ -175,6 +175,9 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rec == nil && s.rotatedAway(p) {
+		return nil, storage.ErrRotated
+	}
 	if rec == nil || !rec.Live(s.opts.Now()) {
 		return nil, storage.ErrNotFound
 	}
@@ -202,6 +205,9 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	}
 	if cur.Record != nil && !cur.Live(s.opts.Now()) {
 		cur = stored{}
+	}
+	if cur.Record == nil && s.rotatedAway(p) {
+		return nil, storage.ErrRotated
 	}
 	if cur.Record == nil && !opts.Create {
 		return nil, storage.ErrNotFound
@@ -350,6 +356,14 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 	if err := os.Rename(from.file, to.file); err != nil {
 		return unavailable("move session file", err)
 	}
+	// Not synced: after a crash a rotated-away key reads as missing
+	// rather than rotated, which only loses the 409 of a racing request.
+	until := s.opts.Now().Add(storage.RotationGrace)
+	if st.Expires.Before(until) {
+		until = st.Expires
+	}
+	s.markRotated(from, until)
+	_ = os.Remove(to.file + tombSuffix) // a session rotated back to a key it left
 	if err := syncDir(to.dir); err != nil {
 		return unavailable("sync folder", err)
 	}

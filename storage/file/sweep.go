@@ -63,6 +63,10 @@ func (s *Store) sweepShard(shard string, now time.Time) {
 		switch {
 		case strings.HasPrefix(name, tempPrefix):
 			s.removeStaleTemp(filepath.Join(dir, name), now)
+		case strings.HasSuffix(name, tombSuffix) && validKey(strings.TrimSuffix(name, tombSuffix)):
+			if info, err := e.Info(); err == nil && !info.ModTime().After(now) {
+				os.Remove(filepath.Join(dir, name))
+			}
 		case validKey(name) && name[:2] == shard:
 			info, err := e.Info()
 			if err == nil && info.ModTime().After(now) {

@@ -75,6 +75,34 @@ type shard struct {
 	free    []ref
 
 	peak int // most entries m held since it was last rebuilt (see sweep.go)
+
+	// tombs maps each key that Rotate moved a session away from to when
+	// the store stops remembering it (Unix ns; see storage.ErrRotated).
+	// nil until the first rotation; pruned by the sweeper.
+	tombs map[keyBytes]int64
+}
+
+// rotatedAway reports whether Rotate moved a session away from k less
+// than storage.RotationGrace ago, forgetting a mark that has run out.
+func (sh *shard) rotatedAway(k *keyBytes, now int64) bool {
+	until, ok := sh.tombs[*k]
+	switch {
+	case !ok:
+		return false
+	case now < until:
+		return true
+	}
+	delete(sh.tombs, *k)
+	return false
+}
+
+// markRotated remembers that Rotate moved a session away from k, until
+// until (Unix ns).
+func (sh *shard) markRotated(k keyBytes, until int64) {
+	if sh.tombs == nil {
+		sh.tombs = make(map[keyBytes]int64)
+	}
+	sh.tombs[k] = until
 }
 
 func (sh *shard) init(index int) {

@@ -223,7 +223,11 @@ func (s *Store) Load(_ context.Context, key string) (*storage.Record, error) {
 	sh.mu.Lock()
 	r := sh.get(&k)
 	if r == 0 {
+		rotated := sh.rotatedAway(&k, now)
 		sh.mu.Unlock()
+		if rotated {
+			return nil, storage.ErrRotated
+		}
 		return nil, storage.ErrNotFound
 	}
 	e := &sh.entries[r]
@@ -270,6 +274,9 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 	if r != 0 && !sh.entries[r].live(now) {
 		s.remove(sh, r)
 		r = 0
+	}
+	if r == 0 && sh.rotatedAway(&k, now) {
+		return nil, storage.ErrRotated
 	}
 	if r == 0 && !opts.Create {
 		return nil, storage.ErrNotFound
@@ -442,6 +449,8 @@ func (s *Store) Rotate(_ context.Context, oldKey, newKey string) error {
 	if old := to.get(&kn); old != 0 {
 		s.remove(to, old)
 	}
+	from.markRotated(ko, min(now+int64(storage.RotationGrace), e.expires))
+	delete(to.tombs, kn) // a session rotated back to a key it left
 	e.key = kn
 	e.prev, e.next = 0, 0
 	s.insert(to, e, data)

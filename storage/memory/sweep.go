@@ -34,6 +34,14 @@ func (s *Store) sweep() {
 				s.remove(sh, r)
 			}
 		}
+		for k, until := range sh.tombs {
+			if now >= until {
+				delete(sh.tombs, k)
+			}
+		}
+		if len(sh.tombs) == 0 {
+			sh.tombs = nil // a map keeps its peak size: let it go
+		}
 		sh.shrink()
 		sh.mu.Unlock()
 	}

@@ -122,6 +122,8 @@ func refusal(res []any) error {
 		return storage.ErrNotFound
 	case "exists":
 		return storage.ErrExists
+	case "rotated":
+		return storage.ErrRotated
 	case "collision":
 		return &storage.KeyError{Key: str(1), Other: str(2)}
 	case "limit":

@@ -26,10 +26,11 @@ import (
 )
 
 // tombstoneTTL is how long a record that Rotate moved away stays behind as
-// a tombstone. It need only outlive go-redis's one retry of the same
-// command (a timeout plus a short backoff); Redis runs a queued retry right
-// after the first attempt even when it was stalled for longer.
-const tombstoneTTL = 5 * time.Second
+// a tombstone (never past the session's own expiry): storage.RotationGrace,
+// during which Load and Merge of the old key answer storage.ErrRotated.
+// It also lets a retried Rotate (go-redis retries once a command whose
+// reply timed out) recognise its own earlier success.
+const tombstoneTTL = storage.RotationGrace
 
 // Store keeps sessions in Redis. It is safe for concurrent use. Create it
 // with New and release it with Close.
@@ -109,6 +110,9 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 	}
 	// Redis drops the key at its expiry, but the clocks of Redis and of
 	// this host may differ: the record's own times decide.
+	if h[fieldRotated] != "" {
+		return nil, storage.ErrRotated
+	}
 	rec, ok := decodeHash(h)
 	if !ok || !rec.Live(time.Now()) {
 		return nil, storage.ErrNotFound

@@ -127,15 +127,17 @@ func checkTombstone(t *testing.T, s *Store, key string) {
 	if pttl := s.client.PTTL(ctx, s.prefix+key).Val(); pttl > tombstoneTTL {
 		t.Fatalf("Touch or Confirm extended a tombstone to %s", pttl)
 	}
-	rec, err := s.Merge(ctx, key, patch, storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour)})
-	if err != nil {
-		t.Fatalf("Merge(Create=true) over a tombstone: %v", err)
+	// Within storage.RotationGrace the old key creates nothing: a request
+	// that raced the rotation must not start a new session there.
+	fieldsBefore, _ := s.client.HGetAll(ctx, s.prefix+key).Result()
+	if _, err := s.Merge(ctx, key, patch, storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Hour)}); !errors.Is(err, storage.ErrRotated) {
+		t.Fatalf("Merge(Create=true) over a tombstone = %v, want ErrRotated", err)
 	}
-	if len(rec.Values) != 1 || string(rec.Values["c"]) != "3" {
-		t.Fatalf("session created over a tombstone = %v, want only c", rec.Values)
+	if _, err := s.Load(ctx, key); !errors.Is(err, storage.ErrRotated) {
+		t.Fatalf("Load of a tombstone = %v, want ErrRotated", err)
 	}
-	if n, _ := s.client.HLen(ctx, s.prefix+key).Result(); n != 4 {
-		t.Fatalf("session created over a tombstone has %d fields, want 4 (3 times, 1 value)", n)
+	if fields, _ := s.client.HGetAll(ctx, s.prefix+key).Result(); len(fields) != len(fieldsBefore) || fields[fieldRotated] != fieldsBefore[fieldRotated] {
+		t.Fatalf("a refused Merge changed the tombstone: %v, was %v", fields, fieldsBefore)
 	}
 	if err := s.Delete(ctx, key); err != nil {
 		t.Fatal(err)

@@ -133,7 +133,7 @@ end
 //
 // It returns {"ok", created, deadline, expires, audience, "1"|"0" (New),
 // name, value, ...} with the whole resulting session, {"notfound"},
-// {"exists"}, {"collision", key, other} or {"limit", "keys"|"size", limit,
+// {"exists"}, {"rotated"} (a tombstone of Rotate), {"collision", key, other} or {"limit", "keys"|"size", limit,
 // got}. A
 // refused merge writes nothing. The checks mirror storage.Apply; names
 // were validated by the caller.
@@ -141,6 +141,7 @@ var mergeScript = goredis.NewScript(luaLib + `
 local key = KEYS[1]
 local now = tonumber(ARGV[2])
 local _, meta, vals, live = read(key, now)
+if meta.rotated ~= nil then return {'rotated'} end
 local fresh = not live
 local created, deadline, aud = meta.created, meta.deadline, meta.aud
 local cap = nil

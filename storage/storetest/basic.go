@@ -380,3 +380,48 @@ func testManySessions(k *kit) {
 		}
 	}
 }
+
+// testRotationGrace: for storage.RotationGrace after a Rotate, the old key
+// answers storage.ErrRotated to Load and Merge, and no Merge (not even
+// with Create) makes a session there: a request that raced a sign-in must
+// neither read the session nor start a new one under the old ID. A key
+// that was never rotated away stays a plain miss.
+func testRotationGrace(k *kit) {
+	oldKey, rotated := newKey(), newKey()
+	now := time.Now()
+	values := vals("customerId", `"c_42"`)
+	before := k.create(oldKey, values, now, now.Add(time.Hour), 10*time.Minute)
+	if err := k.s.Rotate(k.ctx, oldKey, rotated); err != nil {
+		k.Fatalf("Rotate: %v", err)
+	}
+	if _, err := k.s.Load(k.ctx, oldKey); !errors.Is(err, storage.ErrRotated) || !errors.Is(err, storage.ErrNotFound) {
+		k.Fatalf("Load of the key a session was rotated away from = %v, want ErrRotated", err)
+	}
+	for _, create := range []bool{false, true} {
+		rec, err := k.s.Merge(k.ctx, oldKey, vals("cart", `[1]`), storage.MergeOptions{
+			Create: create, Now: now, Deadline: now.Add(time.Hour), IdleTimeout: 10 * time.Minute,
+		})
+		if !errors.Is(err, storage.ErrRotated) {
+			k.Fatalf("Merge(Create=%v) of the rotated-away key = (%s, %v), want ErrRotated", create, describe(rec), err)
+		}
+	}
+	if err := k.s.Touch(k.ctx, oldKey, now.Add(30*time.Minute)); err != nil {
+		k.Fatalf("Touch of the rotated-away key = %v, want nil", err)
+	}
+	if _, err := k.s.Load(k.ctx, oldKey); !errors.Is(err, storage.ErrRotated) {
+		k.Fatalf("Load of the rotated-away key after Merge and Touch = %v, want ErrRotated still", err)
+	}
+	k.sameRecord("new key after writes to the old one", k.load("new key", rotated), before)
+
+	// A key never written, and the target of a failed Rotate, are plain
+	// misses.
+	never, target := newKey(), newKey()
+	if err := k.s.Rotate(k.ctx, never, target); !errors.Is(err, storage.ErrNotFound) {
+		k.Fatalf("Rotate of a key never written = %v, want ErrNotFound", err)
+	}
+	for _, key := range []string{never, target} {
+		if _, err := k.s.Load(k.ctx, key); !errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrRotated) {
+			k.Fatalf("Load of a key no session was rotated away from = %v, want ErrNotFound and not ErrRotated", err)
+		}
+	}
+}

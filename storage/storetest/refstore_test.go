@@ -19,12 +19,13 @@ import (
 type refStore struct {
 	mu      sync.Mutex
 	m       map[string]*storage.Record
-	indexed map[string]int // name → Index calls not released
+	indexed map[string]int       // name → Index calls not released
+	tombs   map[string]time.Time // keys Rotate moved a session away from → until
 	bug     string
 }
 
 func newRefStore(bug string) *refStore {
-	return &refStore{m: make(map[string]*storage.Record), indexed: make(map[string]int), bug: bug}
+	return &refStore{m: make(map[string]*storage.Record), indexed: make(map[string]int), tombs: make(map[string]time.Time), bug: bug}
 }
 
 func clone(r *storage.Record) *storage.Record {
@@ -49,6 +50,13 @@ func (s *refStore) live(key string) *storage.Record {
 	return r
 }
 
+// rotatedAway reports whether Rotate moved a session away from key less
+// than storage.RotationGrace ago.
+func (s *refStore) rotatedAway(key string) bool {
+	until, ok := s.tombs[key]
+	return ok && time.Now().Before(until) && s.bug != "rotate-forgets"
+}
+
 func (s *refStore) Load(_ context.Context, key string) (*storage.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -56,6 +64,8 @@ func (s *refStore) Load(_ context.Context, key string) (*storage.Record, error) 
 	switch {
 	case r == nil && s.bug == "load-missing-nil":
 		return nil, nil
+	case r == nil && s.rotatedAway(key) && s.bug != "rotated-load-notfound":
+		return nil, storage.ErrRotated
 	case r == nil:
 		return nil, storage.ErrNotFound
 	case s.bug == "shared-map":
@@ -87,6 +97,9 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 		runtime.Gosched()
 		time.Sleep(time.Microsecond)
 		s.mu.Lock()
+	}
+	if cur == nil && s.rotatedAway(key) && !(s.bug == "rotated-creates" && opts.Create) {
+		return nil, storage.ErrRotated
 	}
 	if cur == nil && !opts.Create && s.bug != "always-create" {
 		return nil, storage.ErrNotFound
@@ -329,8 +342,10 @@ func (s *refStore) Rotate(_ context.Context, oldKey, newKey string) error {
 		r.New = false
 	}
 	s.m[newKey] = r
+	delete(s.tombs, newKey)
 	if s.bug != "rotate-copies" {
 		delete(s.m, oldKey)
+		s.tombs[oldKey] = time.Now().Add(storage.RotationGrace)
 	}
 	return nil
 }

@@ -12,7 +12,7 @@
 //
 // The subtests, by name (stable, for -run and -skip): LoadMissing,
 // MergeMissingWithoutCreate, MergeCreate, MergeSemantics, MergeRejected,
-// Isolation, Touch, Delete, Rotate, LargeValue, ManySessions,
+// Isolation, Touch, Delete, Rotate, RotationGrace, LargeValue, ManySessions,
 // ConcurrentMerge, ConcurrentCreate, ExclusiveCreate, NoResurrectionAfterDelete,
 // NoResurrectionAfterRotate, Audience, NewSession, Confirm, Counts,
 // ExpiryIdle, ExpiryDeadline, ExpiryExtended, SetDeadline,
@@ -172,6 +172,7 @@ var cases = []struct {
 	{"Touch", false, testTouch},
 	{"Delete", false, testDelete},
 	{"Rotate", false, testRotate},
+	{"RotationGrace", false, testRotationGrace},
 	{"LargeValue", false, testLargeValue},
 	{"ManySessions", false, testManySessions},
 	{"ConcurrentMerge", false, testConcurrentMerge},
