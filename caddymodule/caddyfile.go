@@ -212,7 +212,7 @@ func parseCookie(d *caddyfile.Dispenser) (*CookieConfig, error) {
 // arguments and block.
 func (h *Handler) parseStore(d *caddyfile.Dispenser) error {
 	if !d.NextArg() {
-		return d.Errf("store needs a name: cookie, memory, file, redis, or a module in http.session.stores")
+		return d.Errf("store needs a name: cookie, memory, file, redis, postgres, or a module in http.session.stores")
 	}
 	name := d.Val()
 	if err := checkStoreName(d, name); err != nil {

@@ -51,11 +51,11 @@ func (h *Handler) provisionOps(ctx caddy.Context) error {
 			return fmt.Errorf("index_key: invalid key %q: a key is 1 to 64 characters, a letter first, then letters, digits, '-' or '_'", h.IndexKey)
 		}
 		if h.ops.raw == nil {
-			return fmt.Errorf("index_key needs a server store (memory, file, redis): the %s store keeps sessions in the browser, where they cannot be found or ended", h.storeName)
+			return fmt.Errorf("index_key needs a server store (memory, file, redis, postgres): the %s store keeps sessions in the browser, where they cannot be found or ended", h.storeName)
 		}
 		ix, ok := h.ops.raw.(storage.Indexer)
 		if !ok {
-			return fmt.Errorf("index_key: the %s store cannot find sessions by value (it does not implement storage.Indexer); remove index_key or use memory, file or redis", h.storeName)
+			return fmt.Errorf("index_key: the %s store cannot find sessions by value (it does not implement storage.Indexer); remove index_key or use memory, file, redis or postgres", h.storeName)
 		}
 		h.ops.release = ix.Index(h.IndexKey)
 	}
