@@ -64,6 +64,7 @@ type Postgres struct {
 	BinDir string
 
 	cred *syscall.Credential // the postgres OS user, when root
+	args []string            // the server's arguments, for Start
 	proc process
 	logs Buffer
 }
@@ -95,7 +96,8 @@ func StartPostgres(t testing.TB, extra ...string) *Postgres {
 		args := []string{"-D", data, "-p", strconv.Itoa(p.Port), "-k", p.Dir,
 			"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
 			"-c", "synchronous_commit=off"}
-		if lastErr = p.start(append(args, extra...)); lastErr == nil {
+		p.args = append(args, extra...)
+		if lastErr = p.start(p.args); lastErr == nil {
 			t.Cleanup(p.Stop)
 			return p
 		}
@@ -136,6 +138,13 @@ func (p *Postgres) command(prog string, args ...string) *exec.Cmd {
 
 func (p *Postgres) start(args []string) error {
 	cmd := p.command(filepath.Join(p.BinDir, "postgres"), args...)
+	// A process group of its own, so that Kill reaches the backends,
+	// the checkpointer and the WAL writer too, as a crash of the host
+	// would.
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
 	cmd.Stdout, cmd.Stderr = &p.logs, &p.logs
 	mark := p.logs.Len()
 	if err := p.proc.start(cmd); err != nil {
@@ -176,6 +185,36 @@ func (p *Postgres) Logs() string { return p.logs.String() }
 // cleanly), with SIGKILL after 10 seconds. Stopping a stopped server does
 // nothing.
 func (p *Postgres) Stop() { p.proc.stop(&sigINT, 10*time.Second) }
+
+// Kill ends the server at once, as a crash would: SIGKILL to the
+// postmaster and every process of its group (backends, checkpointer, WAL
+// writer), so that nothing is flushed on the way out. What PostgreSQL had
+// not written to its WAL files is lost; what it had survives (the kernel
+// keeps it even with fsync off). Killing a stopped server does nothing.
+func (p *Postgres) Kill() {
+	p.proc.mu.Lock()
+	cmd := p.proc.cmd
+	p.proc.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	p.proc.stop(nil, 0)
+}
+
+// Start starts a killed or stopped server again on the same port, data
+// directory and settings; PostgreSQL recovers from its WAL first. It
+// retries for a few seconds while the port or the old server's shared
+// memory is not free yet.
+func (p *Postgres) Start() error {
+	var err error
+	for range 50 {
+		if err = p.start(p.args); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("restarting postgres on port %d: %w", p.Port, err)
+}
 
 // Psql runs SQL with psql over the Unix socket as the superuser and
 // returns its output (unaligned, tuples only).

@@ -68,6 +68,38 @@ func TestPostgres(t *testing.T) {
 	}
 }
 
+// TestPostgresKillStart: Kill ends the server like a crash (no clean
+// shutdown), Start brings it back on the same port with its data, after
+// crash recovery; a committed row survives (synchronous_commit on).
+func TestPostgresKillStart(t *testing.T) {
+	t.Parallel()
+	p := StartPostgres(t, "-c", "synchronous_commit=on")
+	if out, err := p.Psql("create table t (v int); insert into t values (7)"); err != nil {
+		t.Fatalf("psql: %q %v", out, err)
+	}
+	port := p.Port
+	p.Kill()
+	if _, err := p.Psql("select 1"); err == nil {
+		t.Fatal("a killed server answered")
+	}
+	if strings.Contains(p.Logs(), "database system is shut down") {
+		t.Fatal("Kill shut the server down cleanly; it must crash it")
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Port != port {
+		t.Fatalf("restarted on port %d, want %d", p.Port, port)
+	}
+	out, err := p.Psql("select v from t")
+	if err != nil || out != "7" {
+		t.Fatalf("after Kill and Start: %q %v\n%s", out, err, p.Logs())
+	}
+	if !strings.Contains(p.Logs(), "not properly shut down") {
+		t.Errorf("the restart did not recover from a crash:\n%s", LastLines(p.Logs(), 20))
+	}
+}
+
 func TestCaddy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds Caddy")
