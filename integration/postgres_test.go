@@ -1,0 +1,318 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-session/caddy-session/internal/testkit"
+)
+
+// The PostgreSQL store end to end: real Caddy processes and a real
+// PostgreSQL (Debian's postgresql package) that the test kit starts on a
+// spare loopback port, in the test's temp dir, never the machine's own
+// server on 5432. Without initdb the tests skip (fail when CI is set).
+// Wall-clock bounds are generous (postgresFaultBound) and only catch
+// hangs; the measured times are logged (-v).
+
+// postgresFaultBound is the most any request may take while PostgreSQL is
+// down: the store's timeout (500ms by default) is well under it.
+const postgresFaultBound = 2 * time.Second
+
+// postgresSession is a session block body with a PostgreSQL store at dsn
+// and extra lines (each gets a tab).
+func postgresSession(dsn string, extra ...string) string {
+	lines := append([]string{"secret " + secretA, "store postgres " + dsn}, extra...)
+	return "\t" + strings.Join(lines, "\n\t")
+}
+
+// postgresBackends returns the PIDs of the client connections to p other
+// than psql's own.
+func postgresBackends(t testing.TB, p *testkit.Postgres) map[string]bool {
+	t.Helper()
+	out, err := p.Psql("select pid from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()")
+	if err != nil {
+		t.Fatalf("pg_stat_activity: %v: %s", err, out)
+	}
+	pids := map[string]bool{}
+	for _, pid := range strings.Fields(out) {
+		pids[pid] = true
+	}
+	return pids
+}
+
+// postgresRows returns how many rows the sessions table holds.
+func postgresRows(t testing.TB, p *testkit.Postgres, table string) int {
+	t.Helper()
+	out, err := p.Psql("select count(*) from " + table)
+	if err != nil {
+		t.Fatalf("counting rows: %v: %s", err, out)
+	}
+	n, err := strconv.Atoi(out)
+	if err != nil {
+		t.Fatalf("count(*): %q", out)
+	}
+	return n
+}
+
+// TestPostgresTwoInstances: two Caddy instances on one database share
+// their sessions: created through A's API and A's upstream, read through
+// B's upstream and API, changed through B, seen through A; the admin API
+// of either counts them and logs a customer out everywhere, for both. The
+// table holds neither the cookie nor the session ID.
+func TestPostgresTwoInstances(t *testing.T) {
+	t.Parallel()
+	pg := testkit.StartPostgres(t)
+	session := postgresSession(pg.URL(), "client_writable theme", "index_key customerId")
+	cs := StartCaddies(t, CaddyOpts{Session: session}, CaddyOpts{Session: session})
+	a, b := cs[0], cs[1]
+	jar := NewJar()
+	viaA, viaB := &Browser{C: a, Jar: jar}, &Browser{C: b, Jar: jar}
+
+	// Created through A's API, then A's upstream adds a key.
+	r := viaA.API(t, "POST", `{"theme":"dark"}`)
+	wantObject(t, r, http.StatusOK, `{"theme":"dark"}`)
+	if len(setCookieFor(r, "__session")) != 1 {
+		t.Fatalf("the write that creates the session must set its cookie; got %q", r.SetCookies())
+	}
+	viaA.Seed(t, `{"customerId":"c_42"}`)
+	if n := postgresRows(t, pg, "caddy_sessions"); n != 1 {
+		t.Fatalf("the table holds %d rows, want the one session", n)
+	}
+
+	// Read through B.
+	viaB.Get(t, "/page")
+	wantSessionHeaders(t, b.Up.Last(t), map[string]string{"X-Session-Theme": "dark", "X-Session-Customerid": "c_42"})
+	wantObject(t, viaB.API(t, "GET", ""), http.StatusOK, `{"theme":"dark"}`)
+
+	// Changed through B (API and upstream), seen through A.
+	wantObject(t, viaB.API(t, "POST", `{"theme":"light"}`), http.StatusOK, `{"theme":"light"}`)
+	viaB.Seed(t, `{"cart":"c-1"}`)
+	viaA.Get(t, "/page")
+	wantSessionHeaders(t, a.Up.Last(t), map[string]string{"X-Session-Theme": "light", "X-Session-Customerid": "c_42", "X-Session-Cart": "c-1"})
+
+	// What the table holds: no cookie value, no session ID.
+	dump, err := pg.Psql("select key || ' ' || vals from caddy_sessions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := jar.Get("__session")
+	for _, n := range append(redisChunks(value), redisChunks(redisSessionID(t, value))...) {
+		if strings.Contains(dump, n) {
+			t.Fatalf("the sessions table holds a piece of the cookie or session ID (%q)", n)
+		}
+	}
+
+	// A second visitor, another customer, through B.
+	other := b.NewBrowser()
+	other.Seed(t, `{"customerId":"c_7"}`)
+
+	// The admin API of either instance counts the sessions of the one
+	// database; logout-everywhere through B ends c_42's session for A too.
+	for name, c := range map[string]*Caddy{"A": a, "B": b} {
+		if code, m := adminGet(t, c, "/session/__session/count"); code != http.StatusOK || m["sessions"] != 2.0 {
+			t.Errorf("count through %s: %d %v, want 2 sessions", name, code, m)
+		}
+	}
+	code, m := adminPost(t, b, "/session/__session/logout-everywhere", `{"value":"c_42"}`)
+	if code != http.StatusOK || m["destroyed"] != 1.0 {
+		t.Fatalf("logout-everywhere through B: %d %v, want 1 destroyed", code, m)
+	}
+	wantObject(t, viaA.API(t, "GET", ""), http.StatusOK, `{}`)
+	viaA.Get(t, "/page")
+	noSessionHeaders(t, a.Up.Last(t))
+	other.C = a
+	other.Get(t, "/page")
+	wantSessionHeaders(t, a.Up.Last(t), map[string]string{"X-Session-Customerid": "c_7"})
+	if n := postgresRows(t, pg, "caddy_sessions"); n != 1 {
+		t.Errorf("after logout-everywhere the table holds %d rows, want 1", n)
+	}
+
+	// DELETE through A removes the other session's row.
+	if r := other.API(t, "DELETE", ""); r.Status != http.StatusNoContent {
+		t.Fatalf("DELETE: %s", r)
+	}
+	if n := postgresRows(t, pg, "caddy_sessions"); n != 0 {
+		t.Errorf("after DELETE the table holds %d rows, want 0", n)
+	}
+}
+
+// TestPostgresBlockForm: the block form with placeholders ({env.PG_DSN}
+// as a key=value DSN, {env.PG_TABLE} in a schema the DBA created) and
+// create_table off against a table created by the README's schema:
+// sessions land in that table.
+func TestPostgresBlockForm(t *testing.T) {
+	t.Parallel()
+	pg := testkit.StartPostgres(t)
+	schema := strings.ReplaceAll(readmeSchema(t), "caddy_sessions", "shop.sessions")
+	schema = strings.ReplaceAll(schema, "shop.sessions_expires_idx", "sessions_expires_idx")
+	if out, err := pg.Psql("create schema shop; " + schema); err != nil {
+		t.Fatalf("creating the table from the README's schema: %v: %s", err, out)
+	}
+	session := strings.Join([]string{
+		"\tsecret " + secretA,
+		"\tclient_writable theme",
+		"\tstore postgres {",
+		"\t\tdsn {env.PG_DSN}",
+		"\t\ttable {env.PG_TABLE}",
+		"\t\tpool_size 4",
+		"\t\ttimeout 2s",
+		"\t\tcreate_table off",
+		"\t\tsweep_interval off",
+		"\t}",
+	}, "\n")
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", pg.Port)
+	c := StartCaddy(t, CaddyOpts{Session: session, Env: []string{"PG_DSN=" + dsn, "PG_TABLE=shop.sessions"}})
+	br := c.NewBrowser()
+	wantObject(t, br.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"theme":"dark"}`)
+	if n := postgresRows(t, pg, "shop.sessions"); n != 1 {
+		t.Fatalf("shop.sessions holds %d rows, want 1", n)
+	}
+	if out, _ := pg.Psql("select count(*) from pg_tables where tablename = 'caddy_sessions'"); out != "0" {
+		t.Errorf("create_table off, table shop.sessions: the default table was created anyway (%s)", out)
+	}
+	br.Get(t, "/page")
+	wantSessionHeaders(t, c.Up.Last(t), map[string]string{"X-Session-Theme": "dark"})
+}
+
+// TestPostgresReloadKeepsPool: `caddy reload` with the same store config
+// keeps the pool and its connections, and the sessions; a reload to
+// another store config (a new pool) closes the old pool's connections,
+// and the sessions are still there (they live in the database).
+func TestPostgresReloadKeepsPool(t *testing.T) {
+	t.Parallel()
+	pg := testkit.StartPostgres(t)
+	session := postgresSession(pg.URL(), "client_writable theme")
+	c := StartCaddy(t, CaddyOpts{Session: session})
+	b := c.NewBrowser()
+	wantObject(t, b.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"theme":"dark"}`)
+	carried := func(what string) {
+		t.Helper()
+		b.Get(t, "/page")
+		if got := c.Up.Last(t).Header.Get("X-Session-Theme"); got != "dark" {
+			t.Fatalf("%s: the session is not carried: %v", what, c.Up.Last(t).SessionHeaders())
+		}
+	}
+	carried("before reloads")
+	first := postgresBackends(t, pg)
+	if len(first) == 0 {
+		t.Fatal("pg_stat_activity shows no connection from Caddy")
+	}
+
+	c.Reload(t, CaddyOpts{Session: session + "\n\tclient_readable *"})
+	carried("after a reload with the same store config")
+	same := postgresBackends(t, pg)
+	for pid := range first {
+		if !same[pid] {
+			t.Errorf("a reload with the same store config closed backend %s (before %v, after %v)", pid, first, same)
+		}
+	}
+
+	// Another store config (a longer timeout): a new pool; the old one
+	// closes its connections.
+	other := strings.Join([]string{
+		"\tsecret " + secretA,
+		"\tclient_writable theme",
+		"\tstore postgres " + pg.URL() + " {",
+		"\t\ttimeout 1s",
+		"\t}",
+	}, "\n")
+	c.Reload(t, CaddyOpts{Session: other})
+	carried("after a reload with another store config")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		now := postgresBackends(t, pg)
+		left := 0
+		for pid := range first {
+			if now[pid] {
+				left++
+			}
+		}
+		if left == 0 {
+			t.Logf("connections from Caddy: %d at start, %d after the same-config reload, %d after the new-config reload", len(first), len(same), len(now))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after a reload to another store config, %d of the old pool's %d connections are still open", left, len(first))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDocsPostgresSchema: the schema the README gives DBAs is the one in
+// storage/postgres's package doc (comments aside), and it holds every
+// column the store creates itself.
+func TestDocsPostgresSchema(t *testing.T) {
+	t.Parallel()
+	readme := readmeSchema(t)
+	b, err := os.ReadFile(filepath.Join("..", "storage", "postgres", "postgres.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	pkgDoc := extractSchema(t, "storage/postgres/postgres.go", src, "a DBA creates it:\n", "\n//\n")
+	if readme != pkgDoc {
+		t.Fatalf("the README's schema and storage/postgres's package doc differ; keep them equal:\nREADME:      %s\npackage doc: %s", readme, pkgDoc)
+	}
+	// The columns of the store's own CREATE TABLE, in order.
+	i := strings.Index(src, "CREATE TABLE IF NOT EXISTS `+s.table+` (")
+	if i < 0 {
+		t.Fatal("storage/postgres no longer has its CREATE TABLE IF NOT EXISTS: update this test")
+	}
+	end := strings.Index(src[i:], ")`")
+	for _, line := range strings.Split(src[i:i+end], "\n")[1:] {
+		col := strings.Join(strings.Fields(strings.TrimSuffix(strings.TrimSpace(line), ",")), " ")
+		if col != "" && !strings.Contains(readme, col) {
+			t.Errorf("the store creates column %q, which the README's schema lacks", col)
+		}
+	}
+	if !strings.Contains(readme, "CREATE INDEX caddy_sessions_expires_idx ON caddy_sessions (expires)") {
+		t.Errorf("the README's schema lacks the expires index: %s", readme)
+	}
+}
+
+// readmeSchema returns the SQL of the README's PostgreSQL schema block.
+func readmeSchema(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return extractSchema(t, "README.md", string(b), "```sql\n", "```")
+}
+
+// extractSchema returns the CREATE TABLE ... CREATE INDEX statements in
+// src, between the first open marker that precedes a CREATE TABLE and the
+// close marker after it, without SQL comments and with whitespace
+// normalised to single spaces.
+func extractSchema(t testing.TB, name, src, open, close string) string {
+	t.Helper()
+	i := strings.Index(src, "CREATE TABLE caddy_sessions")
+	if i < 0 {
+		t.Fatalf("%s has no CREATE TABLE caddy_sessions", name)
+	}
+	start := strings.LastIndex(src[:i], open)
+	if start < 0 {
+		t.Fatalf("%s: no %q before the schema", name, open)
+	}
+	end := strings.Index(src[i:], close)
+	if end < 0 {
+		t.Fatalf("%s: no %q after the schema", name, close)
+	}
+	var lines []string
+	for _, line := range strings.Split(src[start+len(open):i+end], "\n") {
+		line = strings.TrimPrefix(strings.TrimSpace(line), "//")
+		if c := strings.Index(line, "--"); c >= 0 {
+			line = line[:c]
+		}
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(strings.Fields(strings.Join(lines, " ")), " ")
+}
