@@ -316,3 +316,146 @@ func extractSchema(t testing.TB, name, src, open, close string) string {
 	}
 	return strings.Join(strings.Fields(strings.Join(lines, " ")), " ")
 }
+
+// TestPostgresValidateWithDatabaseDown: `caddy validate` passes with every
+// form of store postgres pointing at a closed port (provisioning never
+// connects), and `caddy adapt` refuses a DSN of another scheme at its line
+// without showing it.
+func TestPostgresValidateWithDatabaseDown(t *testing.T) {
+	t.Parallel()
+	// No PostgreSQL needed: nothing listens on these ports.
+	p := func() int { return freePort(t) }
+	for name, store := range map[string]string{
+		"url":         fmt.Sprintf("store postgres postgres://caddy:pw@127.0.0.1:%d/shop?sslmode=disable", p()),
+		"key=value":   fmt.Sprintf("store postgres \"host=127.0.0.1 port=%d dbname=shop user=caddy\"", p()),
+		"placeholder": "store postgres {env.PG_DSN}",
+		"block":       fmt.Sprintf("store postgres {\n\t\tdsn postgresql://caddy:{env.PG_PASSWORD}@127.0.0.1:%d/shop\n\t\ttable {env.PG_TABLE}\n\t\ttimeout 300ms\n\t}\n\ton_store_error fail_closed", p()),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			o := CaddyOpts{Session: "\tsecret " + secretA + "\n\t" + store}
+			path := filepath.Join(dir, "Caddyfile")
+			src := renderCaddyfile(o, p(), p(), filepath.Join(dir, "storage"), "127.0.0.1:9")
+			if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env := []string{fmt.Sprintf("PG_DSN=postgres://127.0.0.1:%d/shop", p()), "PG_PASSWORD=pw", "PG_TABLE=shop.sessions"}
+			out, err := runCaddy(t, dir, env, "validate", "--config", path, "--adapter", "caddyfile")
+			if err != nil || !strings.Contains(out, "Valid configuration") {
+				t.Fatalf("caddy validate with PostgreSQL down: %v\n%s\nCaddyfile:\n%s", err, out, src)
+			}
+		})
+	}
+	t.Run("wrong scheme", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		const password = "Pw-shown-nowhere-81"
+		o := CaddyOpts{Session: "\tsecret " + secretA + "\n\tstore postgres mysql://caddy:" + password + "@db/shop"}
+		path := filepath.Join(dir, "Caddyfile")
+		src := renderCaddyfile(o, p(), p(), filepath.Join(dir, "storage"), "127.0.0.1:9")
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		line := 0
+		for i, l := range strings.Split(src, "\n") {
+			if strings.Contains(l, "mysql://") {
+				line = i + 1
+			}
+		}
+		out, err := runCaddy(t, dir, nil, "adapt", "--config", path, "--adapter", "caddyfile")
+		if err == nil {
+			t.Fatalf("caddy adapt accepted a mysql:// DSN:\n%s", out)
+		}
+		if !strings.Contains(out, `\"mysql\" is not PostgreSQL's`) || !strings.Contains(out, fmt.Sprintf("Caddyfile:%d", line)) {
+			t.Errorf("want the scheme named at Caddyfile:%d, got:\n%s", line, out)
+		}
+		if strings.Contains(out, password) {
+			t.Errorf("caddy adapt showed the DSN's password:\n%s", out)
+		}
+	})
+}
+
+// TestPostgresOutage: with PostgreSQL killed, requests through a fail_open
+// and a fail_closed instance come back promptly: pages served without a
+// session (fail_open) or 503 without reaching the upstream (fail_closed),
+// API reads and writes 503 with nothing written, the cookie left alone.
+// When PostgreSQL is back, the sessions are there again, with their data.
+func TestPostgresOutage(t *testing.T) {
+	t.Parallel()
+	pg := testkit.StartPostgres(t, "-c", "synchronous_commit=on")
+	cs := StartCaddies(t,
+		CaddyOpts{Session: postgresSession(pg.URL(), "client_writable theme", "on_store_error fail_open")},
+		CaddyOpts{Session: postgresSession(pg.URL(), "client_writable theme", "on_store_error fail_closed")},
+	)
+	open, closed := cs[0], cs[1]
+	b := open.NewBrowser()
+	wantObject(t, b.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"theme":"dark"}`)
+	cookie := b.Jar.Header()
+	for _, c := range cs {
+		c.Do(t, Req{Path: "/page", Cookie: cookie})
+		wantSessionHeaders(t, c.Up.Last(t), map[string]string{"X-Session-Theme": "dark"})
+	}
+
+	pg.Kill()
+	var took redisDurations
+	check := func(what string, c *Caddy, q Req, status int) *Resp {
+		t.Helper()
+		res := redisDo(c, q)
+		if res.Err != nil {
+			t.Fatalf("%s with PostgreSQL down: %v", what, res.Err)
+		}
+		took = append(took, res.Took)
+		t.Logf("outage: %-40s %d in %s", what, res.Resp.Status, res.Took.Round(time.Millisecond))
+		if res.Took > postgresFaultBound {
+			t.Errorf("%s took %s with PostgreSQL down, want under %s", what, res.Took, postgresFaultBound)
+		}
+		if res.Resp.Status != status {
+			t.Errorf("%s with PostgreSQL down: status %d, want %d:\n%s", what, res.Resp.Status, status, res.Resp)
+		}
+		if q.Method != http.MethodDelete {
+			redisNoClearedCookie(t, what, res.Resp)
+		}
+		return res.Resp
+	}
+	for name, c := range map[string]*Caddy{"fail_open": open, "fail_closed": closed} {
+		wantError(t, check(name+": API GET", c, Req{Path: "/__session", Cookie: cookie}, 503), 503)
+		wantError(t, check(name+": API POST", c, Req{Method: "POST", Path: "/__session", Body: `{"theme":"lost"}`, CT: "application/json", Cookie: cookie}, 503), 503)
+		r := check(name+": API POST without a cookie", c, Req{Method: "POST", Path: "/__session", Body: `{"theme":"x"}`, CT: "application/json"}, 503)
+		noSetCookie(t, r)
+		redisWantUpstream200(t, check(name+": page without a cookie", c, Req{Path: "/anon"}, 200), "/anon")
+	}
+	redisWantUpstream200(t, check("fail_open: page", open, Req{Path: "/open-page", Cookie: cookie}, 200), "/open-page")
+	noSessionHeaders(t, open.Up.Last(t))
+	check("fail_open: upstream write", open, Req{Path: "/open-write", Cookie: cookie, Header: []string{`X-Test-Resp: X-Session-Set: {"theme":"lost"}`}}, 200)
+	check("fail_closed: page", closed, Req{Path: "/closed-page", Cookie: cookie}, 503)
+	for _, rec := range closed.Up.Requests() {
+		if rec.Path == "/closed-page" {
+			t.Errorf("fail_closed forwarded a request to the upstream with PostgreSQL down")
+		}
+	}
+	t.Logf("requests with PostgreSQL down: %s", took)
+
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	for name, c := range map[string]*Caddy{"fail_open": open, "fail_closed": closed} {
+		for {
+			res := redisDo(c, Req{Path: "/__session", Cookie: cookie})
+			if res.Err == nil && res.Resp.Status == http.StatusOK {
+				// Nothing written during the outage: the data is as before.
+				wantObject(t, res.Resp, http.StatusOK, `{"theme":"dark"}`)
+				t.Logf("%s: the session is read again %s after PostgreSQL answered", name, time.Since(up).Round(time.Millisecond))
+				break
+			}
+			if time.Since(up) > 5*time.Second {
+				t.Fatalf("%s: the session is not read 5 s after PostgreSQL came back: %v %v", name, res.Err, res.Resp)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wantObject(t, b.API(t, "POST", `{"theme":"back"}`), http.StatusOK, `{"theme":"back"}`)
+	closed.Do(t, Req{Path: "/page", Cookie: b.Jar.Header()})
+	wantSessionHeaders(t, closed.Up.Last(t), map[string]string{"X-Session-Theme": "back"})
+}
