@@ -1,12 +1,14 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -458,4 +460,208 @@ func TestPostgresOutage(t *testing.T) {
 	wantObject(t, b.API(t, "POST", `{"theme":"back"}`), http.StatusOK, `{"theme":"back"}`)
 	closed.Do(t, Req{Path: "/page", Cookie: b.Jar.Header()})
 	wantSessionHeaders(t, closed.Up.Last(t), map[string]string{"X-Session-Theme": "back"})
+}
+
+// durabilityKeys is how many keys a durability worker writes into one
+// session before it starts another (max_keys is 64: these plus n).
+const durabilityKeys = 60
+
+// durabilityWrite is one API write of the durability load: session s of
+// worker w, write j, which sets k<j> to "w-s-j" and n to j in one merge.
+type durabilityWrite struct {
+	j      int
+	status int // 0: no answer
+	took   time.Duration
+	start  time.Time
+}
+
+// durabilitySession is one session of a durability worker.
+type durabilitySession struct {
+	w, s   int
+	cookie string // "" until a write created it
+	writes []durabilityWrite
+}
+
+func durabilityValue(w, s, j int) string { return fmt.Sprintf("%d-%d-%d", w, s, j) }
+
+// TestPostgresDurabilityKill (S50): several clients write through Caddy
+// while PostgreSQL (synchronous_commit on) is killed with SIGKILL, the
+// whole server at once, and restarted on the same port and data. Every
+// write Caddy answered with 200 is then present with its exact value, no
+// session is torn (each write sets a key k<j> and the counter n to j in
+// one merge: n is the highest j present, and every key present holds the
+// value written), and no session holds a write that was never sent.
+// Requests during the outage get 503 promptly.
+func TestPostgresDurabilityKill(t *testing.T) {
+	t.Parallel()
+	pg := testkit.StartPostgres(t, "-c", "synchronous_commit=on")
+	keys := []string{"n"}
+	for j := range durabilityKeys {
+		keys = append(keys, fmt.Sprintf("k%d", j))
+	}
+	c := StartCaddy(t, CaddyOpts{Session: postgresSession(pg.URL(), "client_writable "+strings.Join(keys, " "))})
+	// Create the table before the load, so that the kill hits writes.
+	wantObject(t, c.NewBrowser().API(t, "GET", ""), http.StatusOK, `{}`)
+
+	const workers = 6
+	stop := make(chan struct{})
+	results := make([][]*durabilitySession, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sess := &durabilitySession{w: w}
+			results[w] = append(results[w], sess)
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if j == durabilityKeys {
+					sess = &durabilitySession{w: w, s: len(results[w])}
+					results[w] = append(results[w], sess)
+					j = 0
+				}
+				if sess.cookie == "" && len(sess.writes) > 0 {
+					// The write that was to create this session failed:
+					// start over with it, as a browser would.
+					sess.writes, j = nil, 0
+				}
+				body := fmt.Sprintf(`{"k%d":%q,"n":%d}`, j, durabilityValue(w, sess.s, j), j)
+				q := Req{Method: "POST", Path: "/__session", Body: body, CT: "application/json", Cookie: sess.cookie}
+				res := redisDo(c, q)
+				wr := durabilityWrite{j: j, took: res.Took, start: res.Start}
+				if res.Err == nil {
+					wr.status = res.Resp.Status
+					for _, v := range redisIssuedValues(t, res.Resp) {
+						sess.cookie = "__session=" + v
+					}
+				}
+				sess.writes = append(sess.writes, wr)
+				if wr.status != http.StatusOK {
+					time.Sleep(20 * time.Millisecond) // do not spin through the outage
+				}
+			}
+		}()
+	}
+
+	time.Sleep(1500 * time.Millisecond)
+	killAt := time.Now()
+	pg.Kill()
+	t.Logf("PostgreSQL killed (SIGKILL to every process of the server)")
+	time.Sleep(time.Second)
+	restartAt := time.Now()
+	if err := pg.Start(); err != nil {
+		close(stop)
+		wg.Wait()
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	t.Logf("PostgreSQL restarted after %s down (recovery took %s)", restarted.Sub(killAt).Round(time.Millisecond), restarted.Sub(restartAt).Round(time.Millisecond))
+	if !strings.Contains(pg.Logs(), "not properly shut down") {
+		t.Errorf("PostgreSQL did not recover from a crash: the kill was not a crash")
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+
+	// Every write: answered, promptly; 200 or 503, nothing else.
+	var acked, failed, outage, unanswered int
+	var outageTook redisDurations
+	for _, sessions := range results {
+		for _, sess := range sessions {
+			for _, wr := range sess.writes {
+				switch wr.status {
+				case http.StatusOK:
+					acked++
+				case http.StatusServiceUnavailable:
+					failed++
+				case 0:
+					unanswered++
+				default:
+					t.Errorf("worker %d session %d write %d: status %d, want 200 or 503", sess.w, sess.s, wr.j, wr.status)
+				}
+				if wr.took > postgresFaultBound {
+					t.Errorf("worker %d session %d write %d took %s, want under %s", sess.w, sess.s, wr.j, wr.took, postgresFaultBound)
+				}
+				if wr.start.After(killAt) && wr.start.Add(wr.took).Before(restartAt) {
+					outage++
+					outageTook = append(outageTook, wr.took)
+					if wr.status != http.StatusServiceUnavailable {
+						t.Errorf("worker %d write %d ran while PostgreSQL was down and got %d, want 503", sess.w, wr.j, wr.status)
+					}
+				}
+			}
+		}
+	}
+	if unanswered > 0 {
+		t.Errorf("%d writes got no answer", unanswered)
+	}
+	if outage == 0 {
+		t.Error("no write ran while PostgreSQL was down")
+	}
+	t.Logf("writes during the outage: %s", outageTook)
+
+	// What survived, read back through Caddy.
+	var sessions, found, lostAcked, unackedPresent int
+	for _, list := range results {
+		for _, sess := range list {
+			if sess.cookie == "" {
+				continue
+			}
+			sessions++
+			r := c.Do(t, Req{Path: "/__session", Cookie: sess.cookie})
+			if r.Status != http.StatusOK {
+				t.Fatalf("reading back worker %d session %d: %s", sess.w, sess.s, r)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(r.Body, &got); err != nil {
+				t.Fatalf("reading back: %v: %s", err, r.Body)
+			}
+			sent := map[int]int{} // j → status of its last attempt
+			for _, wr := range sess.writes {
+				sent[wr.j] = wr.status
+			}
+			maxJ := -1
+			for k, v := range got {
+				if k == "n" {
+					continue
+				}
+				j, err := strconv.Atoi(strings.TrimPrefix(k, "k"))
+				status, ok := sent[j]
+				switch {
+				case err != nil || !ok:
+					t.Errorf("worker %d session %d holds %s=%v, which was never written", sess.w, sess.s, k, v)
+					continue
+				case v != durabilityValue(sess.w, sess.s, j):
+					t.Errorf("worker %d session %d: %s=%v, want %q", sess.w, sess.s, k, v, durabilityValue(sess.w, sess.s, j))
+				}
+				if status != http.StatusOK {
+					unackedPresent++
+				}
+				maxJ = max(maxJ, j)
+			}
+			if n, ok := got["n"].(float64); !ok || int(n) != maxJ {
+				t.Errorf("worker %d session %d is torn: n=%v but the highest key written is k%d", sess.w, sess.s, got["n"], maxJ)
+			}
+			for j, status := range sent {
+				if status != http.StatusOK {
+					continue
+				}
+				if _, ok := got[fmt.Sprintf("k%d", j)]; ok {
+					found++
+				} else {
+					lostAcked++
+					t.Errorf("worker %d session %d: write %d was acknowledged with 200 and is gone", sess.w, sess.s, j)
+				}
+			}
+		}
+	}
+	t.Logf("writes: %d acknowledged (200), %d refused (503), %d during the outage; after the restart: %d of %d acknowledged writes found in %d sessions, %d lost; %d unacknowledged writes present (committed, answer lost)",
+		acked, failed, outage, found, acked, sessions, lostAcked, unackedPresent)
+	if found == 0 {
+		t.Fatal("no acknowledged write was found: the load did not run")
+	}
 }
