@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,12 +16,17 @@ import (
 	"time"
 )
 
-// postgresBinDirs are where Debian puts PostgreSQL's server programs,
-// which are not in PATH there; newest first.
-var postgresBinDirs = []string{
-	"/usr/lib/postgresql/17/bin",
-	"/usr/lib/postgresql/16/bin",
-	"/usr/lib/postgresql/15/bin",
+// postgresBinDirs returns where Debian puts PostgreSQL's server programs,
+// which are not in PATH there (/usr/lib/postgresql/<version>/bin), newest
+// version first.
+func postgresBinDirs() []string {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	version := func(dir string) int {
+		v, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+		return v
+	}
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	return dirs
 }
 
 // PostgresBinDir returns the directory holding initdb and postgres: the
@@ -36,7 +42,7 @@ func PostgresBinDir(t testing.TB) string {
 			return dir
 		}
 	}
-	for _, dir := range postgresBinDirs {
+	for _, dir := range postgresBinDirs() {
 		if isExecutable(filepath.Join(dir, "initdb")) && isExecutable(filepath.Join(dir, "postgres")) {
 			return dir
 		}
