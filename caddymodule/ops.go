@@ -102,12 +102,12 @@ func multiInstanceWarnings(storeName string, raw storage.Store, st certmagic.Sto
 	var out []string
 	if st != nil {
 		if _, local := st.(*certmagic.FileStorage); !local {
-			out = append(out, fmt.Sprintf("the %s session store keeps sessions per host, but Caddy's storage is shared (%T), which suggests several Caddy instances: each would keep its own sessions, and a user sent to another instance loses the session; use store redis, or sticky sessions", storeName, st))
+			out = append(out, fmt.Sprintf("the %s session store keeps sessions per host, but Caddy's storage is shared (%T), which suggests several Caddy instances: each would keep its own sessions, and a user sent to another instance loses the session; use store redis or store postgres, or sticky sessions", storeName, st))
 		}
 	}
 	if dir != "" {
 		if fs := networkFilesystem(dir); fs != "" {
-			out = append(out, fmt.Sprintf("the file session store's directory %s is on a network filesystem (%s), which suggests several hosts share it; its locks do not hold across hosts: use store redis for several hosts", dir, fs))
+			out = append(out, fmt.Sprintf("the file session store's directory %s is on a network filesystem (%s), which suggests several hosts share it; its locks do not hold across hosts: use store redis or store postgres for several hosts", dir, fs))
 		}
 	}
 	return out
