@@ -550,6 +550,7 @@ func TestPostgresDurabilityKill(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	killAt := time.Now()
 	pg.Kill()
+	killed := time.Now() // every process of the server has its SIGKILL
 	t.Logf("PostgreSQL killed (SIGKILL to every process of the server)")
 	time.Sleep(time.Second)
 	restartAt := time.Now()
@@ -586,7 +587,7 @@ func TestPostgresDurabilityKill(t *testing.T) {
 				if wr.took > postgresFaultBound {
 					t.Errorf("worker %d session %d write %d took %s, want under %s", sess.w, sess.s, wr.j, wr.took, postgresFaultBound)
 				}
-				if wr.start.After(killAt) && wr.start.Add(wr.took).Before(restartAt) {
+				if wr.start.After(killed) && wr.start.Add(wr.took).Before(restartAt) {
 					outage++
 					outageTook = append(outageTook, wr.took)
 					if wr.status != http.StatusServiceUnavailable {
