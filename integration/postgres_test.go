@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -775,4 +776,65 @@ func TestPostgresExampleTwoInstances(t *testing.T) {
 	}
 	wantObject(t, a.Do(t, Req{Path: "/__session", Cookie: old}), http.StatusOK, `{}`)
 	body(a.Do(t, Req{Path: "/", Cookie: old}), "served through gateway-a", "countryCode: \n", "customerId: \n")
+}
+
+// TestPostgresStall: PostgreSQL alive but frozen (SIGSTOP to every process
+// of the server, as in a VM pause): requests come back within the store's
+// timeout plus a margin, with 503 (API) or without a session (fail_open);
+// once it runs again, the session is read again.
+func TestPostgresStall(t *testing.T) {
+	t.Parallel()
+	pg := testkit.StartPostgres(t)
+	c := StartCaddy(t, CaddyOpts{Session: postgresSession(pg.URL(), "client_writable theme")})
+	b := c.NewBrowser()
+	wantObject(t, b.API(t, "POST", `{"theme":"dark"}`), http.StatusOK, `{"theme":"dark"}`)
+
+	if err := pg.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = pg.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	var took redisDurations
+	for i, q := range []Req{
+		{Path: "/__session", Cookie: b.Jar.Header()},
+		{Method: "POST", Path: "/__session", Body: `{"theme":"x"}`, CT: "application/json", Cookie: b.Jar.Header()},
+		{Path: "/page", Cookie: b.Jar.Header()},
+	} {
+		res := redisDo(c, q)
+		if res.Err != nil {
+			t.Fatalf("request %d with PostgreSQL frozen: %v", i, res.Err)
+		}
+		took = append(took, res.Took)
+		if res.Took > postgresFaultBound {
+			t.Errorf("%s %s took %s with PostgreSQL frozen, want under %s (timeout 500ms)", q.Method, q.Path, res.Took, postgresFaultBound)
+		}
+		if q.Path == "/page" {
+			redisWantUpstream200(t, res.Resp, "/page")
+			noSessionHeaders(t, c.Up.Last(t))
+		} else {
+			wantError(t, res.Resp, http.StatusServiceUnavailable)
+		}
+		redisNoClearedCookie(t, "a request with PostgreSQL frozen", res.Resp)
+	}
+	t.Logf("requests with PostgreSQL frozen: %s", took)
+
+	resume()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := c.Do(t, Req{Path: "/__session", Cookie: b.Jar.Header()})
+		if r.Status == http.StatusOK {
+			wantObject(t, r, http.StatusOK, `{"theme":"dark"}`)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5 s after PostgreSQL resumed the session is not read:\n%s", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

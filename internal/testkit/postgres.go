@@ -193,18 +193,42 @@ func (p *Postgres) Logs() string { return p.logs.String() }
 func (p *Postgres) Stop() { p.proc.stop(&sigINT, 10*time.Second) }
 
 // Kill ends the server at once, as a crash would: SIGKILL to the
-// postmaster and every process of its group (backends, checkpointer, WAL
+// postmaster and to every process it started (backends, checkpointer, WAL
 // writer), so that nothing is flushed on the way out. What PostgreSQL had
 // not written to its WAL files is lost; what it had survives (the kernel
 // keeps it even with fsync off). Killing a stopped server does nothing.
 func (p *Postgres) Kill() {
-	p.proc.mu.Lock()
-	cmd := p.proc.cmd
-	p.proc.mu.Unlock()
-	if cmd != nil && cmd.Process != nil {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	_ = p.Signal(syscall.SIGKILL)
 	p.proc.stop(nil, 0)
+}
+
+// Signal sends sig to the postmaster and to every process it started
+// (SIGSTOP and SIGCONT freeze and resume the whole server, as a VM pause
+// would). PostgreSQL puts each child in a process group of its own, so the
+// children are found by their parent (on Linux; elsewhere only the
+// postmaster's group is signalled). The postmaster is stopped first, so
+// that it forks none meanwhile; for SIGKILL, it dies last, so that its
+// children are still its own when they are listed.
+func (p *Postgres) Signal(sig syscall.Signal) error {
+	p.proc.mu.Lock()
+	defer p.proc.mu.Unlock()
+	if p.proc.cmd == nil {
+		return errors.New("not running")
+	}
+	pid := p.proc.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	for _, child := range childPIDs(pid) {
+		_ = syscall.Kill(child, sig)
+	}
+	if err := syscall.Kill(-pid, sig); err != nil {
+		return err
+	}
+	if sig != syscall.SIGSTOP && sig != syscall.SIGKILL {
+		return syscall.Kill(pid, syscall.SIGCONT)
+	}
+	return nil
 }
 
 // Start starts a killed or stopped server again on the same port, data

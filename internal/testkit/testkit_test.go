@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -78,7 +80,22 @@ func TestPostgresKillStart(t *testing.T) {
 		t.Fatalf("psql: %q %v", out, err)
 	}
 	port := p.Port
+	p.proc.mu.Lock()
+	children := childPIDs(p.proc.cmd.Process.Pid)
+	p.proc.mu.Unlock()
+	if runtime.GOOS == "linux" && len(children) < 3 {
+		t.Fatalf("the postmaster has %d children, want its checkpointer, WAL writer...", len(children))
+	}
 	p.Kill()
+	// Every process of the server is gone at once, not only the
+	// postmaster: PostgreSQL's children each have a process group of
+	// their own. (A zombie, dead but not reaped yet, is gone.)
+	for _, pid := range children {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil && !strings.Contains(string(stat), ") Z ") {
+			t.Errorf("process %d of the killed server still runs: %s", pid, stat)
+		}
+	}
 	if _, err := p.Psql("select 1"); err == nil {
 		t.Fatal("a killed server answered")
 	}
