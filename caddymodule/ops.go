@@ -51,11 +51,11 @@ func (h *Handler) provisionOps(ctx caddy.Context) error {
 			return fmt.Errorf("index_key: invalid key %q: a key is 1 to 64 characters, a letter first, then letters, digits, '-' or '_'", h.IndexKey)
 		}
 		if h.ops.raw == nil {
-			return fmt.Errorf("index_key needs a server store (memory, file, redis): the %s store keeps sessions in the browser, where they cannot be found or ended", h.storeName)
+			return fmt.Errorf("index_key needs a server store (memory, file, redis, postgres): the %s store keeps sessions in the browser, where they cannot be found or ended", h.storeName)
 		}
 		ix, ok := h.ops.raw.(storage.Indexer)
 		if !ok {
-			return fmt.Errorf("index_key: the %s store cannot find sessions by value (it does not implement storage.Indexer); remove index_key or use memory, file or redis", h.storeName)
+			return fmt.Errorf("index_key: the %s store cannot find sessions by value (it does not implement storage.Indexer); remove index_key or use memory, file, redis or postgres", h.storeName)
 		}
 		h.ops.release = ix.Index(h.IndexKey)
 	}
@@ -102,12 +102,12 @@ func multiInstanceWarnings(storeName string, raw storage.Store, st certmagic.Sto
 	var out []string
 	if st != nil {
 		if _, local := st.(*certmagic.FileStorage); !local {
-			out = append(out, fmt.Sprintf("the %s session store keeps sessions per host, but Caddy's storage is shared (%T), which suggests several Caddy instances: each would keep its own sessions, and a user sent to another instance loses the session; use store redis, or sticky sessions", storeName, st))
+			out = append(out, fmt.Sprintf("the %s session store keeps sessions per host, but Caddy's storage is shared (%T), which suggests several Caddy instances: each would keep its own sessions, and a user sent to another instance loses the session; use store redis or store postgres, or sticky sessions", storeName, st))
 		}
 	}
 	if dir != "" {
 		if fs := networkFilesystem(dir); fs != "" {
-			out = append(out, fmt.Sprintf("the file session store's directory %s is on a network filesystem (%s), which suggests several hosts share it; its locks do not hold across hosts: use store redis for several hosts", dir, fs))
+			out = append(out, fmt.Sprintf("the file session store's directory %s is on a network filesystem (%s), which suggests several hosts share it; its locks do not hold across hosts: use store redis or store postgres for several hosts", dir, fs))
 		}
 	}
 	return out

@@ -3,12 +3,13 @@ package caddymodule
 // Optional interfaces of a store module (http.session.stores) that tell
 // the handler where it keeps sessions. The built-in stores implement them;
 // a third-party store may, and without them is taken to be shared by
-// every instance (as Redis is) and named by its own address.
+// every instance (as Redis and PostgreSQL are) and named by its own
+// address.
 
 // StoreIdentifier names the place a store module keeps sessions: the same
 // for every handler, in every loaded config, that shares them (a memory
-// pool, a directory, a Redis server), so that the admin API acts once per
-// store.
+// pool, a directory, a Redis server, a PostgreSQL table), so that the
+// admin API acts once per store.
 type StoreIdentifier interface {
 	StoreIdentity() string
 }
@@ -45,6 +46,10 @@ func (f *FileStore) dir() string {
 // StoreIdentity implements StoreIdentifier: the Redis client's config.
 func (s *RedisStore) StoreIdentity() string { return "redis\x00" + s.poolKey }
 
+// StoreIdentity implements StoreIdentifier: the database and table (a
+// hash of the resolved DSN and table name), whatever the pool's settings.
+func (s *PostgresStore) StoreIdentity() string { return s.identity }
+
 // Interface guards
 var (
 	_ StoreIdentifier = (*MemoryStore)(nil)
@@ -52,4 +57,5 @@ var (
 	_ StoreIdentifier = (*FileStore)(nil)
 	_ HostLocalStore  = (*FileStore)(nil)
 	_ StoreIdentifier = (*RedisStore)(nil)
+	_ StoreIdentifier = (*PostgresStore)(nil)
 )

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,12 +16,17 @@ import (
 	"time"
 )
 
-// postgresBinDirs are where Debian puts PostgreSQL's server programs,
-// which are not in PATH there; newest first.
-var postgresBinDirs = []string{
-	"/usr/lib/postgresql/17/bin",
-	"/usr/lib/postgresql/16/bin",
-	"/usr/lib/postgresql/15/bin",
+// postgresBinDirs returns where Debian puts PostgreSQL's server programs,
+// which are not in PATH there (/usr/lib/postgresql/<version>/bin), newest
+// version first.
+func postgresBinDirs() []string {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	version := func(dir string) int {
+		v, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+		return v
+	}
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	return dirs
 }
 
 // PostgresBinDir returns the directory holding initdb and postgres: the
@@ -36,7 +42,7 @@ func PostgresBinDir(t testing.TB) string {
 			return dir
 		}
 	}
-	for _, dir := range postgresBinDirs {
+	for _, dir := range postgresBinDirs() {
 		if isExecutable(filepath.Join(dir, "initdb")) && isExecutable(filepath.Join(dir, "postgres")) {
 			return dir
 		}
@@ -64,6 +70,7 @@ type Postgres struct {
 	BinDir string
 
 	cred *syscall.Credential // the postgres OS user, when root
+	args []string            // the server's arguments, for Start
 	proc process
 	logs Buffer
 }
@@ -95,7 +102,8 @@ func StartPostgres(t testing.TB, extra ...string) *Postgres {
 		args := []string{"-D", data, "-p", strconv.Itoa(p.Port), "-k", p.Dir,
 			"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off",
 			"-c", "synchronous_commit=off"}
-		if lastErr = p.start(append(args, extra...)); lastErr == nil {
+		p.args = append(args, extra...)
+		if lastErr = p.start(p.args); lastErr == nil {
 			t.Cleanup(p.Stop)
 			return p
 		}
@@ -136,6 +144,13 @@ func (p *Postgres) command(prog string, args ...string) *exec.Cmd {
 
 func (p *Postgres) start(args []string) error {
 	cmd := p.command(filepath.Join(p.BinDir, "postgres"), args...)
+	// A process group of its own, so that Kill reaches the backends,
+	// the checkpointer and the WAL writer too, as a crash of the host
+	// would.
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
 	cmd.Stdout, cmd.Stderr = &p.logs, &p.logs
 	mark := p.logs.Len()
 	if err := p.proc.start(cmd); err != nil {
@@ -176,6 +191,60 @@ func (p *Postgres) Logs() string { return p.logs.String() }
 // cleanly), with SIGKILL after 10 seconds. Stopping a stopped server does
 // nothing.
 func (p *Postgres) Stop() { p.proc.stop(&sigINT, 10*time.Second) }
+
+// Kill ends the server at once, as a crash would: SIGKILL to the
+// postmaster and to every process it started (backends, checkpointer, WAL
+// writer), so that nothing is flushed on the way out. What PostgreSQL had
+// not written to its WAL files is lost; what it had survives (the kernel
+// keeps it even with fsync off). Killing a stopped server does nothing.
+func (p *Postgres) Kill() {
+	_ = p.Signal(syscall.SIGKILL)
+	p.proc.stop(nil, 0)
+}
+
+// Signal sends sig to the postmaster and to every process it started
+// (SIGSTOP and SIGCONT freeze and resume the whole server, as a VM pause
+// would). PostgreSQL puts each child in a process group of its own, so the
+// children are found by their parent (on Linux; elsewhere only the
+// postmaster's group is signalled). The postmaster is stopped first, so
+// that it forks none meanwhile; for SIGKILL, it dies last, so that its
+// children are still its own when they are listed.
+func (p *Postgres) Signal(sig syscall.Signal) error {
+	p.proc.mu.Lock()
+	defer p.proc.mu.Unlock()
+	if p.proc.cmd == nil {
+		return errors.New("not running")
+	}
+	pid := p.proc.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	for _, child := range childPIDs(pid) {
+		_ = syscall.Kill(child, sig)
+	}
+	if err := syscall.Kill(-pid, sig); err != nil {
+		return err
+	}
+	if sig != syscall.SIGSTOP && sig != syscall.SIGKILL {
+		return syscall.Kill(pid, syscall.SIGCONT)
+	}
+	return nil
+}
+
+// Start starts a killed or stopped server again on the same port, data
+// directory and settings; PostgreSQL recovers from its WAL first. It
+// retries for a few seconds while the port or the old server's shared
+// memory is not free yet.
+func (p *Postgres) Start() error {
+	var err error
+	for range 50 {
+		if err = p.start(p.args); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("restarting postgres on port %d: %w", p.Port, err)
+}
 
 // Psql runs SQL with psql over the Unix socket as the superuser and
 // returns its output (unaligned, tuples only).

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,6 +67,53 @@ func TestPostgres(t *testing.T) {
 	p.Stop()
 	if !strings.Contains(p.Logs(), "database system is shut down") {
 		t.Fatalf("the server did not shut down cleanly:\n%s", p.Logs())
+	}
+}
+
+// TestPostgresKillStart: Kill ends the server like a crash (no clean
+// shutdown), Start brings it back on the same port with its data, after
+// crash recovery; a committed row survives (synchronous_commit on).
+func TestPostgresKillStart(t *testing.T) {
+	t.Parallel()
+	p := StartPostgres(t, "-c", "synchronous_commit=on")
+	if out, err := p.Psql("create table t (v int); insert into t values (7)"); err != nil {
+		t.Fatalf("psql: %q %v", out, err)
+	}
+	port := p.Port
+	p.proc.mu.Lock()
+	children := childPIDs(p.proc.cmd.Process.Pid)
+	p.proc.mu.Unlock()
+	if runtime.GOOS == "linux" && len(children) < 3 {
+		t.Fatalf("the postmaster has %d children, want its checkpointer, WAL writer...", len(children))
+	}
+	p.Kill()
+	// Every process of the server is gone at once, not only the
+	// postmaster: PostgreSQL's children each have a process group of
+	// their own. (A zombie, dead but not reaped yet, is gone.)
+	for _, pid := range children {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil && !strings.Contains(string(stat), ") Z ") {
+			t.Errorf("process %d of the killed server still runs: %s", pid, stat)
+		}
+	}
+	if _, err := p.Psql("select 1"); err == nil {
+		t.Fatal("a killed server answered")
+	}
+	if strings.Contains(p.Logs(), "database system is shut down") {
+		t.Fatal("Kill shut the server down cleanly; it must crash it")
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Port != port {
+		t.Fatalf("restarted on port %d, want %d", p.Port, port)
+	}
+	out, err := p.Psql("select v from t")
+	if err != nil || out != "7" {
+		t.Fatalf("after Kill and Start: %q %v\n%s", out, err, p.Logs())
+	}
+	if !strings.Contains(p.Logs(), "not properly shut down") {
+		t.Errorf("the restart did not recover from a crash:\n%s", LastLines(p.Logs(), 20))
 	}
 }
 
