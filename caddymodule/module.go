@@ -152,6 +152,12 @@ type Handler struct {
 	// cookie name but not a store or secrets.
 	AdminID string `json:"admin_id,omitempty"`
 
+	// The longest lifetime an upstream's X-Session-Max-Age may give a
+	// session, from the moment it sends it; a longer one is cut to this.
+	// It may not be below the cookie's max_age. Default: 400 days (what
+	// browsers cap a cookie's Max-Age at), or max_age when that is longer.
+	MaxAgeLimit caddy.Duration `json:"max_age_limit,omitempty"`
+
 	opts          cookie.Options
 	secrets       *secretSource
 	mode          persistence // cookieMode or serverMode (mode*.go)
@@ -175,6 +181,7 @@ type Handler struct {
 	domainAudience   string        // the cookie's domain as an audience, "" without one
 	audienceTemplate string        // Audience with request placeholders, resolved per request
 	newTTL           time.Duration // new_session_ttl, 0 when off (or the cookie store)
+	maxAgeLimit      time.Duration // max_age_limit with its default (maxage.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -237,6 +244,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.opts = opts
+	if err := h.provisionMaxAgeLimit(); err != nil {
+		return err
+	}
 	if err := h.provisionAudience(); err != nil {
 		return err
 	}
