@@ -29,8 +29,8 @@ func init() {
 // next handlers as X-Session-* request headers (after removing every
 // X-Session-* header the client sent), answers the reserved API path
 // (/__session by default) itself, and applies the session changes the
-// upstream asks for in its X-Session-Set, X-Session-Destroy and
-// X-Session-Rotate response headers.
+// upstream asks for in its X-Session-Set, X-Session-Destroy,
+// X-Session-Max-Age and X-Session-Rotate response headers.
 //
 // Placeholders it sets for the handlers after it:
 //
