@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/caddy-session/caddy-session/storage"
 )
@@ -20,7 +21,9 @@ type verifiedCookie struct {
 	// Server stores.
 	id       string
 	storeKey string
-	previous bool // a cookie-store session (previous_store cookie) to move
+	previous bool      // a cookie-store session (previous_store cookie) to move
+	browser  bool      // a browser-session cookie (maxage.go)
+	lifeSet  time.Time // when X-Session-Max-Age last set the deadline
 
 	// Cookie store.
 	payload cookiePayload

@@ -82,6 +82,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		admin_id        <id>
 //		audience        <name>
 //		new_session_ttl <duration>|off
+//		max_age_limit   <duration>|<seconds>
 //	}
 //
 // Every subdirective may appear once, except the lists (secret,
@@ -96,8 +97,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	err := parseBlock(d, "subdirective %q of session", subdirectives{
 		"secret": addSecrets(&h.Secrets),
 		"cookie": func(d *caddyfile.Dispenser) (err error) {
-			h.Cookie, err = parseCookie(d)
-			return err
+			if h.Cookie, err = parseCookie(d); err != nil {
+				return err
+			}
+			return h.checkMaxAgeLimit(d)
 		},
 		"store": h.parseStore(&h.StoreRaw),
 		"previous_store": func(d *caddyfile.Dispenser) error {
@@ -161,6 +164,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		},
 		"vary_cookie": setSwitch(&h.VaryCookie),
+		"max_age_limit": func(d *caddyfile.Dispenser) error {
+			if err := parseMaxAge(&h.MaxAgeLimit)(d); err != nil {
+				return err
+			}
+			return h.checkMaxAgeLimit(d)
+		},
 	}, listSubdirectives...)
 	if err != nil || prevAt == nil {
 		return err

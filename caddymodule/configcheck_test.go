@@ -187,3 +187,37 @@ func TestConfigPartitionedAtProvision(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxAgeLimitCaddyfile: max_age_limit takes a duration or seconds,
+// and a limit below the cookie's max_age fails at the line of whichever
+// of the two comes second.
+func TestMaxAgeLimitCaddyfile(t *testing.T) {
+	h, err := unmarshalSession("session {\n\tmax_age_limit 365d\n}")
+	if err != nil || time.Duration(h.MaxAgeLimit) != 365*24*time.Hour {
+		t.Fatalf("max_age_limit 365d: %v, %v", h, err)
+	}
+	h, err = unmarshalSession("session {\n\tmax_age_limit 31536000\n}")
+	if err != nil || time.Duration(h.MaxAgeLimit) != 365*24*time.Hour {
+		t.Fatalf("max_age_limit 31536000: %v, %v", h, err)
+	}
+	out, _ := json.Marshal(h)
+	if !strings.Contains(string(out), `"max_age_limit":31536000000000000`) {
+		t.Errorf("JSON %s", out)
+	}
+	for _, tc := range []struct {
+		body string
+		line int
+		want string
+	}{
+		{"max_age_limit 7d\n\tcookie {\n\t\tmax_age 30d\n\t}", 5, "below the cookie's max_age"},
+		{"cookie {\n\t\tmax_age 30d\n\t}\n\tmax_age_limit 7d", 5, "below the cookie's max_age"},
+		{"max_age_limit 0", 2, `max_age_limit "0"`},
+		{"max_age_limit forever", 2, `max_age_limit "forever"`},
+		{"max_age_limit", 2, "argument"},
+	} {
+		_, err := unmarshalSession("session {\n\t" + tc.body + "\n}")
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Testfile:"+strconv.Itoa(tc.line)) {
+			t.Errorf("%q: %v, want line %d and %q", tc.body, err, tc.line, tc.want)
+		}
+	}
+}

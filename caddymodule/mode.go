@@ -36,6 +36,11 @@ type persistence interface {
 	// cookie, or a store touch.
 	extend(ctx context.Context, h *Handler, s *session, now time.Time)
 
+	// setDeadline moves the session's absolute deadline to deadline, set
+	// by the upstream at now (X-Session-Max-Age), and has the cookie
+	// re-issued; on error the session is as it was.
+	setDeadline(ctx context.Context, h *Handler, s *session, deadline, now time.Time) error
+
 	// cookieValue encodes what the session cookie carries.
 	cookieValue(h *Handler, s *session) (string, error)
 

@@ -26,6 +26,8 @@ type cookiePayload struct {
 	Created  int64                      `json:"c"`
 	Deadline int64                      `json:"d"`
 	Seen     int64                      `json:"s"`
+	LifeSet  int64                      `json:"m,omitempty"` // when X-Session-Max-Age last set Deadline (maxage.go)
+	Browser  bool                       `json:"b,omitempty"` // a browser-session cookie
 }
 
 func (cookieMode) decode(h *Handler, codec *cookie.Codec, value string, v *verifiedCookie) error {
@@ -53,7 +55,8 @@ func (cookieMode) open(_ context.Context, h *Handler, s *session, v *verifiedCoo
 	p := &v.payload
 	created := time.UnixMilli(p.Created)
 	deadline := time.UnixMilli(p.Deadline)
-	if d := h.deadlineFor(created); d.Before(deadline) {
+	lifeSet := unixMilliOrZero(p.LifeSet)
+	if d := h.deadlineCap(created, lifeSet); d.Before(deadline) {
 		deadline = d // a shorter max_age applies to existing sessions too
 	}
 	seen := time.UnixMilli(p.Seen)
@@ -64,6 +67,7 @@ func (cookieMode) open(_ context.Context, h *Handler, s *session, v *verifiedCoo
 	}
 	s.id, s.values, s.created, s.deadline, s.seen, s.stale = p.ID, p.Values, created, deadline, seen, v.stale
 	s.headers = v.headers
+	s.lifeSet, s.browser = lifeSet, p.Browser
 	s.touch = h.touchDue(seen, now)
 	s.issue = v.stale || s.touch
 	h.ops.metrics.count(evLoaded)
@@ -114,6 +118,8 @@ func (cookieMode) cookieValue(h *Handler, s *session) (string, error) {
 		Created:  s.created.UnixMilli(),
 		Deadline: s.deadline.UnixMilli(),
 		Seen:     s.seen.UnixMilli(),
+		LifeSet:  lifeSetMilli(s.lifeSet),
+		Browser:  s.browser,
 	})
 }
 
@@ -128,7 +134,7 @@ func (cookieMode) defersLoad() bool { return false }
 func (cookieMode) inspect(_ context.Context, h *Handler, v *verifiedCookie, info *sessionInfo) error {
 	p := v.payload
 	c, dl, seen := time.UnixMilli(p.Created).UTC(), time.UnixMilli(p.Deadline).UTC(), time.UnixMilli(p.Seen).UTC()
-	if dd := h.deadlineFor(c); dd.Before(dl) {
+	if dd := h.deadlineCap(c, unixMilliOrZero(p.LifeSet)); dd.Before(dl) {
 		dl = dd.UTC()
 	}
 	exp := dl

@@ -21,10 +21,12 @@ type serverMode struct {
 }
 
 func (serverMode) decode(h *Handler, codec *cookie.Codec, value string, v *verifiedCookie) error {
-	stale, err := codec.Decode(h.opts.Name, v.audience, value, &v.id)
+	var c serverCookie // maxage.go
+	stale, err := codec.Decode(h.opts.Name, v.audience, value, &c)
 	if err != nil {
 		return err
 	}
+	v.id, v.browser, v.lifeSet = c.ID, c.Browser, unixMilliOrZero(c.LifeSet)
 	if !cookie.ValidID(v.id) {
 		return errors.New("no valid session ID inside")
 	}
@@ -42,6 +44,7 @@ func (m serverMode) open(ctx context.Context, h *Handler, s *session, v *verifie
 		// An API write merges straight into the store, which says then
 		// whether the session exists: one round trip instead of two.
 		s.id, s.key, s.stale = id, v.storeKey, v.stale
+		s.browser, s.lifeSet = v.browser, v.lifeSet
 		return
 	}
 	rec, err := m.store.Load(ctx, v.storeKey)
@@ -65,7 +68,8 @@ func (m serverMode) open(ctx context.Context, h *Handler, s *session, v *verifie
 		return
 	}
 	s.id, s.key, s.values, s.created, s.deadline, s.stale = id, v.storeKey, rec.Values, rec.Created, rec.Deadline, v.stale
-	if d := h.deadlineFor(rec.Created); d.Before(s.deadline) {
+	s.browser, s.lifeSet = v.browser, v.lifeSet
+	if d := h.deadlineCap(rec.Created, s.lifeSet); d.Before(s.deadline) {
 		s.deadline = d
 	}
 	if !now.Before(s.deadline) {
@@ -121,7 +125,7 @@ func (m serverMode) merge(ctx context.Context, h *Handler, s *session, patch map
 		if err == nil {
 			s.values, s.seen, s.touch = rec.Values, now, false
 			s.created, s.deadline = rec.Created, rec.Deadline
-			if d := h.deadlineFor(rec.Created); d.Before(s.deadline) {
+			if d := h.deadlineCap(rec.Created, s.lifeSet); d.Before(s.deadline) {
 				s.deadline = d
 			}
 			h.ops.metrics.count(evWritten)
@@ -146,6 +150,7 @@ func (m serverMode) merge(ctx context.Context, h *Handler, s *session, patch map
 		return err
 	}
 	s.id, s.key, s.refCache, s.born = id, key, "", true
+	s.browser, s.lifeSet = false, time.Time{}
 	s.values, s.created, s.deadline, s.seen = rec.Values, rec.Created, rec.Deadline, now
 	s.issue, s.expire, s.touch = true, false, false
 	h.ops.metrics.count(evCreated)
@@ -190,7 +195,7 @@ func (m serverMode) extend(ctx context.Context, h *Handler, s *session, now time
 }
 
 func (serverMode) cookieValue(h *Handler, s *session) (string, error) {
-	return s.codec.Encode(h.opts.Name, s.audience, s.id)
+	return s.codec.Encode(h.opts.Name, s.audience, serverCookieValue(s))
 }
 
 // chunks: the cookie holds only the ID, which always fits in one.

@@ -29,8 +29,8 @@ func init() {
 // next handlers as X-Session-* request headers (after removing every
 // X-Session-* header the client sent), answers the reserved API path
 // (/__session by default) itself, and applies the session changes the
-// upstream asks for in its X-Session-Set, X-Session-Destroy and
-// X-Session-Rotate response headers.
+// upstream asks for in its X-Session-Set, X-Session-Destroy,
+// X-Session-Max-Age and X-Session-Rotate response headers.
 //
 // Placeholders it sets for the handlers after it:
 //
@@ -161,6 +161,12 @@ type Handler struct {
 	// cookie name but not a store or secrets.
 	AdminID string `json:"admin_id,omitempty"`
 
+	// The longest lifetime an upstream's X-Session-Max-Age may give a
+	// session, from the moment it sends it; a longer one is cut to this.
+	// It may not be below the cookie's max_age. Default: 400 days (what
+	// browsers cap a cookie's Max-Age at), or max_age when that is longer.
+	MaxAgeLimit caddy.Duration `json:"max_age_limit,omitempty"`
+
 	opts          cookie.Options
 	secrets       *secretSource
 	mode          persistence // cookieMode or serverMode (mode*.go)
@@ -185,6 +191,7 @@ type Handler struct {
 	domainAudience   string        // the cookie's domain as an audience, "" without one
 	audienceTemplate string        // Audience with request placeholders, resolved per request
 	newTTL           time.Duration // new_session_ttl, 0 when off (or the cookie store)
+	maxAgeLimit      time.Duration // max_age_limit with its default (maxage.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -247,6 +254,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.opts = opts
+	if err := h.provisionMaxAgeLimit(); err != nil {
+		return err
+	}
 	if err := h.provisionAudience(); err != nil {
 		return err
 	}

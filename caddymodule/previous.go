@@ -80,6 +80,7 @@ func (h *Handler) verifyPrevious(r *http.Request, codec *cookie.Codec, s *sessio
 		return "", nil
 	}
 	v.id, v.storeKey = v.payload.ID, storage.Key(v.payload.ID)
+	v.browser, v.lifeSet = v.payload.Browser, unixMilliOrZero(v.payload.LifeSet)
 	s.present = present
 	return value, v
 }
@@ -161,7 +162,7 @@ func (m serverMode) moveFromStore(ctx context.Context, h *Handler, s *session, v
 func (m serverMode) moveFromCookie(ctx context.Context, h *Handler, s *session, v *verifiedCookie, now time.Time) {
 	p := &v.payload
 	created, deadline := time.UnixMilli(p.Created), time.UnixMilli(p.Deadline)
-	if d := h.deadlineFor(created); d.Before(deadline) {
+	if d := h.deadlineCap(created, v.lifeSet); d.Before(deadline) {
 		deadline = d
 	}
 	seen := time.UnixMilli(p.Seen)
@@ -248,7 +249,8 @@ func (m serverMode) openMoved(ctx context.Context, h *Handler, s *session, v *ve
 // opened gives s a session read or written by a move.
 func (serverMode) opened(h *Handler, s *session, v *verifiedCookie, rec *storage.Record, now time.Time) {
 	s.id, s.key, s.values, s.created, s.deadline, s.stale = v.id, v.storeKey, rec.Values, rec.Created, rec.Deadline, v.stale
-	if d := h.deadlineFor(rec.Created); d.Before(s.deadline) {
+	s.browser, s.lifeSet = v.browser, v.lifeSet // maxage.go: they travel in the cookie
+	if d := h.deadlineCap(rec.Created, s.lifeSet); d.Before(s.deadline) {
 		s.deadline = d
 	}
 	s.seen = now

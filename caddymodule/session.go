@@ -27,6 +27,8 @@ type session struct {
 	created  time.Time
 	deadline time.Time
 	seen     time.Time // last recorded use (idle timeout)
+	lifeSet  time.Time // when X-Session-Max-Age set deadline; zero: never (maxage.go)
+	browser  bool      // a browser-session cookie: no Max-Age, no Expires
 
 	present     []int    // chunk indexes the request carried
 	deferLoad   bool     // server stores: leave the load to the write (API writes)
@@ -185,6 +187,7 @@ func (h *Handler) destroy(ctx context.Context, s *session) error {
 	}
 	s.id, s.key, s.values, s.refCache, s.failedKey = "", "", nil, "", ""
 	s.issue, s.touch, s.stale = false, false, false
+	s.browser, s.lifeSet = false, time.Time{}
 	s.expire = s.hadValue || len(s.present) > 0
 	return err
 }
@@ -227,11 +230,13 @@ func (h *Handler) cookieChunks(s *session, secure bool, now time.Time) ([]*http.
 	if err != nil {
 		return nil, fmt.Errorf("encoding the session cookie: %w", err)
 	}
-	life := s.deadline.Sub(now)
-	if life < time.Second {
-		life = time.Second
+	var cookies []*http.Cookie
+	if s.browser {
+		cookies, err = h.opts.SessionChunks(value, secure, h.chunkLimit())
+	} else {
+		life := max(s.deadline.Sub(now), time.Second)
+		cookies, err = h.opts.Chunks(value, life, secure, h.chunkLimit())
 	}
-	cookies, err := h.opts.Chunks(value, life, secure, h.chunkLimit())
 	if errors.Is(err, cookie.ErrTooLarge) {
 		return nil, fmt.Errorf("%w: it does not fit in %d cookies (max_chunks); store less, or use a server store", errTooLarge, h.chunkLimit())
 	}

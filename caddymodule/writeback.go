@@ -164,6 +164,12 @@ func isReservedTrailer(name string) bool {
 type controls struct {
 	destroy, rotate bool
 	sets            []string
+	maxAge          []string // X-Session-Max-Age's values (maxage.go)
+}
+
+// any reports whether the upstream asked for any session change.
+func (c *controls) any() bool {
+	return c.destroy || c.rotate || len(c.sets) > 0 || len(c.maxAge) > 0
 }
 
 // takeControls reads the upstream's control headers and removes every
@@ -185,6 +191,8 @@ func (h *Handler) takeControls(hdr http.Header) (c controls) {
 			c.destroy = h.flag(headerDestroy, values)
 		case headerRotate:
 			c.rotate = h.flag(headerRotate, values)
+		case headerMaxAge:
+			c.maxAge = append(c.maxAge, values...)
 		}
 		delete(hdr, name)
 	}
@@ -206,7 +214,7 @@ func (h *Handler) flag(name string, values []string) bool {
 }
 
 // writeBack applies the upstream's session changes (Destroy, then each Set
-// in order, then Rotate), records the session's use, sets the session
+// in order, then Max-Age, then Rotate), records the session's use, sets the session
 // cookie as needed and marks the response as varying by cookie.
 func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now time.Time) {
 	c := h.takeControls(hdr)
@@ -219,11 +227,11 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 			// expired whatever the store says (destroy logs a failure).
 			_ = h.destroy(context.WithoutCancel(r.Context()), s)
 		}
-		if c.rotate || len(c.sets) > 0 {
+		if c.rotate || len(c.sets) > 0 || len(c.maxAge) > 0 {
 			h.logger.Error("session store unavailable: the upstream's session change was dropped",
 				zap.String("store", h.storeName))
 		}
-	} else if c.destroy || c.rotate || len(c.sets) > 0 || s.touch {
+	} else if c.any() || s.touch {
 		ctx := context.WithoutCancel(r.Context()) // the client leaving must not half-apply a change
 		h.applyControls(ctx, s, c, now)
 		h.recordUse(ctx, s, now)
@@ -244,7 +252,8 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 }
 
 // applyControls runs the upstream's changes in the order the README
-// promises: Destroy, then each Set in order, then Rotate.
+// promises: Destroy, then each Set in order, then Flash, Expire, Max-Age,
+// then Rotate.
 func (h *Handler) applyControls(ctx context.Context, s *session, c controls, now time.Time) {
 	if c.destroy {
 		if err := h.destroy(ctx, s); err != nil {
@@ -269,6 +278,11 @@ func (h *Handler) applyControls(ctx context.Context, s *session, c controls, now
 			}
 			continue
 		}
+	}
+	// X-Session-Flash, then X-Session-Expire (issue #14), go here: after
+	// the Sets, before Max-Age.
+	if len(c.maxAge) > 0 {
+		h.applyMaxAge(ctx, s, c.maxAge, now)
 	}
 	if c.rotate {
 		if err := h.rotate(ctx, s, now); err != nil {

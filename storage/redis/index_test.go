@@ -67,3 +67,51 @@ func TestIndexKeys(t *testing.T) {
 		t.Fatalf("Count = %+v, %v; want 3 (the index set is not a session)", n, err)
 	}
 }
+
+// TestIndexFollowsSetDeadline: a Merge that moves a session's deadline
+// later (MergeOptions.SetDeadline, with no values) makes its index entry,
+// and the index set's TTL, last as long, so "log out everywhere" still
+// finds the session after its first deadline; the session's own TTL
+// follows too.
+func TestIndexFollowsSetDeadline(t *testing.T) {
+	t.Parallel()
+	srv := standalone(t)
+	s := newStore(t, Config{Addresses: []string{srv.Addr()}})
+	defer s.Index("customerId")()
+	now := time.Now()
+	key := storage.Key("set-deadline" + now.String())
+	if _, err := s.Merge(t.Context(), key, map[string]json.RawMessage{"customerId": json.RawMessage(`"c_7"`)},
+		storage.MergeOptions{Create: true, Now: now, Deadline: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	far := now.Add(24 * time.Hour)
+	rec, err := s.Merge(t.Context(), key, nil, storage.MergeOptions{Now: now, SetDeadline: far})
+	if err != nil || !rec.Deadline.Equal(far) {
+		t.Fatalf("Merge with SetDeadline: %v, %v", rec, err)
+	}
+	c := srv.Client()
+	defer c.Close()
+	keys, err := c.Keys(t.Context(), "*").Result() // a test server: KEYS is fine here
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set string
+	for _, k := range keys {
+		if s.isIndexKey(k) {
+			set = k
+		}
+	}
+	if set == "" {
+		t.Fatalf("no index set among %q", keys)
+	}
+	score, err := c.ZScore(t.Context(), set, key).Result()
+	if err != nil || int64(score) != far.UnixMilli() {
+		t.Fatalf("index entry ends at %v (%v), want %d", int64(score), err, far.UnixMilli())
+	}
+	for _, k := range []string{set, s.prefix + key} {
+		ttl, err := c.PTTL(t.Context(), k).Result()
+		if err != nil || ttl < 23*time.Hour || ttl > 24*time.Hour {
+			t.Errorf("%s: TTL %v, %v; want about a day", k, ttl, err)
+		}
+	}
+}
