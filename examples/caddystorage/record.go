@@ -30,6 +30,7 @@ type record struct {
 	Expires  time.Time                  `json:"expires"`
 	Audience string                     `json:"audience,omitempty"`
 	NewUntil time.Time                  `json:"new_until,omitzero"`
+	Rotated  bool                       `json:"rotated,omitempty"` // a tombstone of Rotate, until Expires
 	Values   map[string]json.RawMessage `json:"values"`
 }
 
@@ -38,7 +39,16 @@ type record struct {
 type session struct {
 	*storage.Record
 	newUntil time.Time
+	rotated  bool // a tombstone: Rotate moved the session away from this key
 }
+
+// Live reports whether the record is a session that may be served at now
+// (a tombstone is not).
+func (s session) Live(now time.Time) bool { return !s.rotated && s.unexpired(now) }
+
+// unexpired reports whether the record's time has not run out at now,
+// tombstone or not.
+func (s session) unexpired(now time.Time) bool { return s.Record != nil && s.Record.Live(now) }
 
 // encode returns a record's bytes. HTML escaping is off so that values come
 // back as they were written (json.Marshal would turn "<" into "\u003c").
@@ -52,6 +62,7 @@ func encode(s session) ([]byte, error) {
 		Deadline: s.Deadline.UTC(),
 		Expires:  s.Expires.UTC(),
 		Audience: s.Audience,
+		Rotated:  s.rotated,
 		Values:   s.Values,
 	}
 	if s.New {
@@ -87,5 +98,6 @@ func decode(data []byte) (session, error) {
 			Audience: r.Audience, New: !r.NewUntil.IsZero(),
 		},
 		newUntil: r.NewUntil,
+		rotated:  r.Rotated,
 	}, nil
 }

@@ -106,6 +106,9 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 	if rec.Live(time.Now()) {
 		return rec.Record, nil
 	}
+	if rec.rotated && rec.unexpired(time.Now()) {
+		return nil, storage.ErrRotated
+	}
 	if present {
 		// Briefly: a read must stay fast, and the sweeper removes what
 		// this misses.
@@ -141,6 +144,9 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if stored.Live(time.Now()) {
 		cur = &stored
 	}
+	if stored.rotated && stored.unexpired(time.Now()) {
+		return nil, storage.ErrRotated
+	}
 	if cur == nil && !opts.Create {
 		// What is left (expired or damaged) must never be revived.
 		if present {
@@ -173,6 +179,9 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	// before anything is written.
 	if next.Values, err = storage.Apply(current, patch, opts.Limits); err != nil {
 		return nil, err
+	}
+	if !opts.SetDeadline.IsZero() {
+		next.Deadline = opts.SetDeadline // X-Session-Max-Age: the session's own lifetime
 	}
 	next.Expires = opts.ExpiresOf(next.Created, next.Deadline, next.New)
 	if next.New && next.Expires.After(next.newUntil) {
@@ -218,7 +227,7 @@ func (s *Store) moveExpiry(ctx context.Context, key string, expires time.Time, c
 	}
 	now := time.Now()
 	if !rec.Live(now) {
-		if present {
+		if present && !rec.unexpired(now) { // a tombstone stays its time
 			return s.remove(ctx, key)
 		}
 		return nil
@@ -278,7 +287,7 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 		return err
 	}
 	if !rec.Live(time.Now()) {
-		if present {
+		if present && !rec.unexpired(time.Now()) {
 			if err := s.remove(ctx, oldKey); err != nil {
 				return err
 			}
@@ -291,7 +300,15 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 	if err := s.write(ctx, newKey, rec); err != nil {
 		return err
 	}
-	if err := s.remove(ctx, oldKey); err != nil {
+	// The old key becomes a tombstone: for storage.RotationGrace (never
+	// past the session's own expiry) it answers storage.ErrRotated.
+	now := time.Now()
+	until := now.Add(storage.RotationGrace)
+	if rec.Expires.Before(until) {
+		until = rec.Expires
+	}
+	tomb := session{Record: &storage.Record{Values: map[string]json.RawMessage{}, Created: now, Deadline: until, Expires: until}, rotated: true}
+	if err := s.write(ctx, oldKey, tomb); err != nil {
 		// Undo, so that the session is not left under two keys.
 		if uerr := s.storage.Delete(context.WithoutCancel(ctx), s.name(newKey)); uerr != nil {
 			s.logger.Error("rotate: could not remove the new session record after failing to remove the old one",
@@ -359,7 +376,7 @@ func (s *Store) removeDead(ctx context.Context, key string) error {
 	}
 	defer unlock()
 	rec, present, err := s.read(ctx, key)
-	if err != nil || !present || rec.Live(time.Now()) {
+	if err != nil || !present || rec.unexpired(time.Now()) {
 		return err
 	}
 	return s.remove(ctx, key)

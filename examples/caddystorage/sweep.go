@@ -35,7 +35,7 @@ func (s *Store) Sweep(ctx context.Context) (removed int, err error) {
 			continue
 		}
 		rec, present, rerr := s.read(ctx, key)
-		if rerr == nil && (!present || rec.Live(now)) {
+		if rerr == nil && (!present || rec.unexpired(now)) {
 			continue
 		}
 		if rerr == nil {

@@ -15,7 +15,8 @@
 //	    deadline  timestamptz NOT NULL,     -- absolute end (Created + max_age)
 //	    expires   timestamptz NOT NULL,     -- idle expiry, never after deadline
 //	    audience  text NOT NULL DEFAULT '', -- the site the session belongs to
-//	    new_until timestamptz               -- not null while the session is New: the latest expiry it may have
+//	    new_until timestamptz,              -- not null while the session is New: the latest expiry it may have
+//	    rotated   boolean NOT NULL DEFAULT false -- a key Rotate moved the session away from (until expires)
 //	);
 //	CREATE INDEX caddy_sessions_expires_idx ON caddy_sessions (expires);
 //
@@ -242,7 +243,8 @@ func (s *Store) ensureTable(ctx context.Context) error {
 	deadline  timestamptz NOT NULL,
 	expires   timestamptz NOT NULL,
 	audience  text NOT NULL DEFAULT '',
-	new_until timestamptz
+	new_until timestamptz,
+	rotated   boolean NOT NULL DEFAULT false
 )`); err != nil {
 			return err
 		}
@@ -295,6 +297,7 @@ type row struct {
 	created, deadline, expires time.Time
 	audience                   string
 	newUntil                   *time.Time
+	rotated                    bool // a tombstone of Rotate
 }
 
 func (r *row) record() (*storage.Record, error) {
@@ -308,14 +311,18 @@ func (r *row) record() (*storage.Record, error) {
 	}, nil
 }
 
-const cols = `vals, created, deadline, expires, audience, new_until`
+const cols = `vals, created, deadline, expires, audience, new_until, rotated`
 
-// live is the condition of a row that may be served at $now.
-const live = `expires > @now AND deadline > @now`
+// unexpired is the condition of a row whose time has not run out at @now;
+// live, of one that may be served (not a tombstone of Rotate).
+const (
+	unexpired = `expires > @now AND deadline > @now`
+	live      = unexpired + ` AND NOT rotated`
+)
 
 func scanRow(r pgx.Row) (*row, error) {
 	var x row
-	if err := r.Scan(&x.vals, &x.created, &x.deadline, &x.expires, &x.audience, &x.newUntil); err != nil {
+	if err := r.Scan(&x.vals, &x.created, &x.deadline, &x.expires, &x.audience, &x.newUntil, &x.rotated); err != nil {
 		return nil, err
 	}
 	return &x, nil
@@ -328,13 +335,16 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 		return nil, err
 	}
 	defer cancel()
-	r, err := scanRow(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM `+s.table+` WHERE key = @key AND `+live,
+	r, err := scanRow(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM `+s.table+` WHERE key = @key AND `+unexpired,
 		pgx.NamedArgs{"key": key, "now": time.Now()}))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, storage.ErrNotFound
 	}
 	if err != nil {
 		return nil, unavailable("load", err)
+	}
+	if r.rotated {
+		return nil, storage.ErrRotated
 	}
 	return r.record()
 }
@@ -396,6 +406,9 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 	if cur != nil && !(now.Before(cur.expires) && now.Before(cur.deadline)) {
 		cur = nil // expired: as good as missing (the row is replaced)
 	}
+	if cur != nil && cur.rotated {
+		return nil, storage.ErrRotated
+	}
 	if cur == nil && !opts.Create {
 		return nil, storage.ErrNotFound
 	}
@@ -436,17 +449,17 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 
 	args := pgx.NamedArgs{
 		"key": key, "vals": next.vals, "created": next.created, "deadline": next.deadline,
-		"expires": next.expires, "audience": next.audience, "new_until": next.newUntil,
+		"expires": next.expires, "audience": next.audience, "new_until": next.newUntil, "rotated": false,
 	}
 	if exists {
 		_, err = tx.Exec(ctx, `UPDATE `+s.table+` SET vals = @vals, created = @created, deadline = @deadline,
-	expires = @expires, audience = @audience, new_until = @new_until WHERE key = @key`, args)
+	expires = @expires, audience = @audience, new_until = @new_until, rotated = false WHERE key = @key`, args)
 		if err != nil {
 			return nil, unavailable("merge", err)
 		}
 	} else {
 		tag, err := tx.Exec(ctx, `INSERT INTO `+s.table+` (key, `+cols+`)
-	VALUES (@key, @vals, @created, @deadline, @expires, @audience, @new_until) ON CONFLICT (key) DO NOTHING`, args)
+	VALUES (@key, @vals, @created, @deadline, @expires, @audience, @new_until, @rotated) ON CONFLICT (key) DO NOTHING`, args)
 		if err != nil {
 			return nil, unavailable("merge", err)
 		}
@@ -526,16 +539,26 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM `+s.table+` WHERE key = $1`, newKey); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE `+s.table+` SET key = @new WHERE key = @old AND `+live,
-			pgx.NamedArgs{"new": newKey, "old": oldKey, "now": time.Now()})
+		now := time.Now()
+		var expires time.Time
+		err := tx.QueryRow(ctx, `UPDATE `+s.table+` SET key = @new WHERE key = @old AND `+live+` RETURNING expires`,
+			pgx.NamedArgs{"new": newKey, "old": oldKey, "now": now}).Scan(&expires)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errRetry // roll back: leave newKey as it was
+		}
 		if err != nil {
 			return err
 		}
-		found = tag.RowsAffected() == 1
-		if !found {
-			return errRetry // roll back: leave newKey as it was
+		found = true
+		// The tombstone: for storage.RotationGrace (never past the
+		// session's own expiry), the old key answers ErrRotated.
+		until := micro(now.Add(storage.RotationGrace))
+		if expires.Before(until) {
+			until = expires
 		}
-		return nil
+		_, err = tx.Exec(ctx, `INSERT INTO `+s.table+` (key, `+cols+`)
+	VALUES (@old, '{}', @now, @until, @until, '', NULL, true)`, pgx.NamedArgs{"old": oldKey, "now": micro(now), "until": until})
+		return err
 	})
 	switch {
 	case !found && (err == nil || errors.Is(err, errRetry)):
