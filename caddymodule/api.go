@@ -131,6 +131,11 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		if err := h.cop.Check(r); err != nil {
 			return h.apiFail(w, r, http.StatusForbidden, "cross-origin session writes are refused; list the origin in trusted_origins if it is yours")
 		}
+		if s.rotated {
+			// Expiring the cookie would sign out the sign-in this
+			// request raced (rotated.go).
+			return h.apiFail(w, r, http.StatusConflict, errRotatedAway.Error())
+		}
 		// The cookie is expired even when the store fails: signing out
 		// always signs the browser out (destroy logs that the stored
 		// session may outlive it), and the 503 says so.
@@ -188,6 +193,8 @@ func (h *Handler) apiWriteError(w http.ResponseWriter, r *http.Request, err erro
 		return h.apiFail(w, r, http.StatusRequestEntityTooLarge, limErr.Error())
 	case errors.Is(err, errTooLarge):
 		return h.apiFail(w, r, http.StatusRequestEntityTooLarge, err.Error())
+	case errors.Is(err, errRotatedAway):
+		return h.apiFail(w, r, http.StatusConflict, err.Error())
 	}
 	h.logger.Error("session store failed a write",
 		zap.String("store", h.storeName), zap.String("operation", "write"), zap.Error(err))

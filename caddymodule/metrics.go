@@ -174,7 +174,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 // get a pre-resolved child; anything else goes through the vector.
 var (
 	apiMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPatch, http.MethodDelete}
-	apiCodes   = [...]int{200, 204, 400, 403, 404, 405, 413, 415, 503}
+	apiCodes   = [...]int{200, 204, 400, 403, 404, 405, 409, 413, 415, 503}
 )
 
 // Session events a handler counts.

@@ -58,7 +58,7 @@ func (h *Handler) hydrogenPatch(r *http.Request) map[string]json.RawMessage {
 // session. It runs before the request is forwarded, so the upstream sees
 // the imported keys at once.
 func (h *Handler) migrate(r *http.Request, s *session, now time.Time) {
-	if s.exists() || s.storeErr != nil {
+	if s.exists() || s.storeErr != nil || s.rotated {
 		return
 	}
 	patch := h.hydrogenPatch(r)

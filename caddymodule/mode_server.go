@@ -49,6 +49,10 @@ func (m serverMode) open(ctx context.Context, h *Handler, s *session, v *verifie
 	}
 	rec, err := m.store.Load(ctx, v.storeKey)
 	switch {
+	case errors.Is(err, storage.ErrRotated):
+		s.id = id // for the debug line's reference
+		s.markRotated(h)
+		return
 	case errors.Is(err, storage.ErrNotFound) && m.moving && h.prev.store != nil:
 		m.moveFromStore(ctx, h, s, v, now)
 		return
@@ -132,6 +136,12 @@ func (m serverMode) merge(ctx context.Context, h *Handler, s *session, patch map
 			h.debugSession("session written", s, zap.Int("keys", len(patch)))
 			return nil
 		}
+		if errors.Is(err, storage.ErrRotated) {
+			// Rotated by a request that ran alongside (a sign-in): this
+			// one must neither write nor create, nor set a cookie.
+			s.markRotated(h)
+			return errRotatedAway
+		}
 		if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
@@ -141,6 +151,9 @@ func (m serverMode) merge(ctx context.Context, h *Handler, s *session, patch map
 			s.id, s.key = "", ""
 			return nil
 		}
+	}
+	if s.rotated {
+		return errRotatedAway
 	}
 	id := cookie.NewID()
 	key := storage.Key(id)

@@ -34,6 +34,7 @@ type session struct {
 	deferLoad   bool     // server stores: leave the load to the write (API writes)
 	hadValue    bool     // the request carried a session cookie at all
 	born        bool     // created by this request (not confirmed by it)
+	rotated     bool     // the cookie's ID was rotated away moments ago (rotated.go)
 	failedKey   string   // store key of the cookie's session when the load failed
 	stale       bool     // verified by an older secret only: re-issue
 	touch       bool     // record the use (throttled idle refresh)
@@ -247,6 +248,9 @@ func (h *Handler) cookieChunks(s *session, secure bool, now time.Time) ([]*http.
 // session's cookies when issued (and leftover chunks expired), or every
 // chunk expired.
 func (h *Handler) writeCookies(hdr http.Header, s *session, secure bool, now time.Time) error {
+	if s.rotated {
+		return nil // never touch the cookie a racing sign-in set (rotated.go)
+	}
 	if s.stale && s.exists() {
 		s.issue = true
 	}

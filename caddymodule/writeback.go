@@ -221,6 +221,17 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 	scrubTrailerAnnouncement(hdr)
 	h.dropSessionSetCookies(hdr)
 
+	if s.rotated {
+		// The request raced a sign-in: nothing of it may touch the
+		// session or the cookie (rotated.go).
+		if c.any() {
+			h.logger.Warn("dropped the upstream's session change: it answers a request whose session ID a sign-in rotated away moments ago (the request raced the sign-in)")
+		}
+		if h.vary {
+			addVary(hdr)
+		}
+		return
+	}
 	if s.storeErr != nil {
 		if c.destroy {
 			// Signing out always signs the browser out: the cookie is
@@ -270,6 +281,10 @@ func (h *Handler) applyControls(ctx context.Context, s *session, c controls, now
 			continue
 		}
 		if err := h.merge(ctx, s, patch, now); err != nil {
+			if errors.Is(err, errRotatedAway) {
+				h.logger.Warn("dropped the upstream's X-Session-Set: a sign-in rotated the session's ID while this request ran")
+				return // no session now, and none may be created
+			}
 			if isStoreFailure(err) && !errors.Is(err, errTooLarge) {
 				h.logger.Error("session store failed a write: the upstream's X-Session-Set was dropped",
 					zap.String("store", h.storeName), zap.String("operation", "merge"), zap.Error(err))

@@ -392,6 +392,18 @@ func refusal(err error) bool {
 		errors.As(err, &ke) || errors.As(err, &le)
 }
 
+// rotatedAway looks again for a tombstone of Rotate under key, in a new
+// statement: a Rotate that committed while SELECT ... FOR UPDATE waited
+// for the row's lock moved the row away, and the tombstone that same
+// transaction inserted is not in the waiting statement's snapshot (READ
+// COMMITTED re-checks only the row it waited for).
+func (s *Store) rotatedAway(ctx context.Context, tx pgx.Tx, key string, now time.Time) bool {
+	var rotated bool
+	err := tx.QueryRow(ctx, `SELECT rotated FROM `+s.table+` WHERE key = @key AND `+unexpired,
+		pgx.NamedArgs{"key": key, "now": now}).Scan(&rotated)
+	return err == nil && rotated
+}
+
 // merge is Merge's transaction.
 func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
 	now := time.Now()
@@ -410,6 +422,9 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 		return nil, storage.ErrRotated
 	}
 	if cur == nil && !opts.Create {
+		if !exists && s.rotatedAway(ctx, tx, key, now) {
+			return nil, storage.ErrRotated
+		}
 		return nil, storage.ErrNotFound
 	}
 	if cur != nil && opts.Create && opts.Exclusive {
