@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -209,8 +210,13 @@ func (c *serverCookie) UnmarshalJSON(b []byte) error {
 		*c = serverCookie{}
 		return json.Unmarshal(b, &c.ID)
 	}
+	// Only these fields: a cookie-store cookie (same name and secrets,
+	// as previous_store cookie reads) holds an object with an "i" too,
+	// and must not read as a server-store ID.
 	type plain serverCookie
-	return json.Unmarshal(b, (*plain)(c))
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode((*plain)(c))
 }
 
 // serverCookieValue is what serverMode encodes into the cookie for s.

@@ -122,7 +122,10 @@ func TestServerCookieValue(t *testing.T) {
 	if err := json.Unmarshal(b, &c); err != nil || c.ID != id || !c.Browser || !unixMilliOrZero(c.LifeSet).Equal(set) {
 		t.Fatalf("%s reads as %+v, %v", b, c, err)
 	}
-	for _, bad := range []string{`42`, `{"i":1}`, `"x`} {
+	// A cookie-store cookie (same name and secrets: previous_store cookie)
+	// holds an object with an "i" too: it must not read as a server ID.
+	store, _ := json.Marshal(cookiePayload{ID: id, Values: map[string]json.RawMessage{"a": []byte("1")}, Created: 1, Deadline: 2, Seen: 1})
+	for _, bad := range []string{`42`, `{"i":1}`, `"x`, string(store)} {
 		if err := json.Unmarshal([]byte(bad), &c); err == nil {
 			t.Errorf("%s: no error", bad)
 		}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-session/caddy-session/internal/testkit"
 )
 
 // previous_store (S50): sessions move from the previous store into the
@@ -257,6 +259,17 @@ func TestPreviousStoreServerMove(t *testing.T) {
 		testServerMove(t, "store memory {\n\tname prevtest-move\n}",
 			fmt.Sprintf("store redis %s\nprevious_store memory {\n\tname prevtest-move\n}", srv.URL()),
 			"redis", `caddy_session_memory_sessions{max_sessions="100000",pool="prevtest-move"}`)
+	})
+	t.Run("redis to postgres", func(t *testing.T) {
+		t.Parallel()
+		srv := startRedis(t)
+		pg := testkit.StartPostgres(t)
+		testServerMove(t, "store redis "+srv.URL(),
+			fmt.Sprintf("store postgres %s\nprevious_store redis %s", pg.URL(), srv.URL()), "postgres", "")
+		// Nothing is left in Redis: every session moved or destroyed.
+		if keys, err := srv.Client().Keys(t.Context(), "caddy-session:*").Result(); err != nil || len(keys) != 0 {
+			t.Fatalf("Redis still holds %d session keys after the move (%v)", len(keys), err)
+		}
 	})
 }
 
