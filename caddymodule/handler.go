@@ -24,7 +24,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	s := &rw.s
 	exact, sub := h.apiRoute(r.URL.Path)
-	s.deferLoad = exact && h.mode.defersLoad() && (r.Method == http.MethodPost || r.Method == http.MethodPatch)
+	s.deferLoad = exact && h.mode.defersLoad() && (r.Method == http.MethodPost || r.Method == http.MethodPatch) &&
+		writeCondition(r).defersLoad()
 	h.load(r, now, s)
 	if h.migrateCookie != "" {
 		h.migrate(r, s, now)
