@@ -5,14 +5,14 @@
 # ratios hold even on a busy machine. See bench/README.md.
 #
 #   bash bench/run.sh [--rounds N] [--duration S] [--warmup S] [--conns N]
-#                     [--configs "nosession cookie memory file redis traffic-vary traffic-data traffic-id"]
-#                     [--configs "memory-1k memory-1m" [--many N]]
+#                     [--configs "nosession cookie memory file redis postgres traffic-vary traffic-data traffic-id"]
+#                     [--configs "memory-1k memory-1m" [--many N]] [--api-conns N]
 #                     [--wrk] [--out FILE.md|FILE.json]... [--profile CONFIG]
 #                     [--profile-dir DIR] [--caddy PATH] [--enforce] [--keep]
 #
 # The same settings as environment variables: ROUNDS, DURATION, WARMUP,
-# CONNS, CONFIGS, MANY, ENGINE (go|wrk), OUT, PROFILE, PROFILE_DIR,
-# CADDY_BIN, ENFORCE_TARGETS=1, KEEP=1. Flags win over the environment.
+# CONNS, CONFIGS, MANY, API_CONNS, ENGINE (go|wrk), OUT, PROFILE, PROFILE_DIR,
+# CADDY_BIN, ENFORCE_TARGETS=1, KEEP=1, PG_SETTINGS. Flags win over the environment.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -20,7 +20,13 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-64}
 MANY=${MANY:-1000000}
-CONFIGS=${CONFIGS:-nosession cookie memory file redis traffic-vary traffic-data traffic-id}
+CONFIGS=${CONFIGS:-nosession cookie memory file redis postgres traffic-vary traffic-data traffic-id}
+# API write runs (POST /__session) per server store and round: connections;
+# 0 turns them off.
+API_CONNS=${API_CONNS:-4}
+# Extra PostgreSQL server settings for the postgres configuration, such as
+# "-c synchronous_commit=off"; default: PostgreSQL's own (durable commits).
+PG_SETTINGS=${PG_SETTINGS:-}
 ENGINE=${ENGINE:-go}
 PROFILE=${PROFILE:-}
 PROFILE_DIR=${PROFILE_DIR:-}
@@ -44,6 +50,7 @@ while (($#)); do
 	--conns) CONNS=$2; shift 2 ;;
 	--configs) CONFIGS=$2; shift 2 ;;
 	--many) MANY=$2; shift 2 ;;
+	--api-conns) API_CONNS=$2; shift 2 ;;
 	--engine) ENGINE=$2; shift 2 ;;
 	--wrk) ENGINE=wrk; shift ;;
 	--out) OUTS+=("$2"); shift 2 ;;
@@ -73,6 +80,7 @@ WARMUP=$(secs "$WARMUP" warmup)
 PROFILE_SECONDS=$(secs "$PROFILE_SECONDS" PROFILE_SECONDS)
 [[ $ROUNDS =~ ^[0-9]+$ ]] && ((ROUNDS >= 1 && ROUNDS <= 50)) || die "rounds '$ROUNDS': want 1 to 50"
 [[ $CONNS =~ ^[0-9]+$ ]] && ((CONNS >= 1 && CONNS <= 1024)) || die "conns '$CONNS': want 1 to 1024"
+[[ $API_CONNS =~ ^[0-9]+$ ]] && ((API_CONNS <= 1024)) || die "api-conns '$API_CONNS': want 0 to 1024"
 [[ $MANY =~ ^[0-9]+$ ]] && ((MANY >= 1000 && MANY <= 10000000)) || die "many '$MANY': want 1000 to 10000000 sessions"
 ((DURATION >= 1 && DURATION <= 300)) || die "duration $DURATION: want 1 to 300 seconds"
 ((WARMUP <= 60)) || die "warmup $WARMUP: want at most 60 seconds"
@@ -85,11 +93,15 @@ esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/caddy-session-bench.XXXXXX")
 PIDS=()
+PG_PID=
 
 cleanup() {
 	local status=$?
 	set +e
 	local i
+	# PostgreSQL: a fast shutdown (SIGINT), not the smart one of SIGTERM
+	# that waits for its clients.
+	[[ -n $PG_PID ]] && kill -INT "$PG_PID" 2>/dev/null
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
 		kill "${PIDS[i]}" 2>/dev/null
 	done
@@ -124,7 +136,41 @@ fi
 MODULES=$("$CADDY" list-modules 2>/dev/null)
 
 # ---------------------------------------------------------------- configurations
-KNOWN="nosession cookie memory file redis traffic-vary traffic-data traffic-id memory-1k memory-1m"
+# PostgreSQL's server programs: those of initdb in PATH, else Debian's
+# /usr/lib/postgresql/<version>/bin (not in PATH there), newest first. As
+# root they run as the OS user postgres (initdb and postgres refuse root):
+# setpriv, which execs, so that $! is the server itself; else runuser.
+PG_BIN= PG_MISSING= AS_PG=()
+pg_check() {
+	local d
+	if d=$(command -v initdb) && d=$(dirname "$(readlink -f "$d")") && [[ -x $d/postgres ]]; then
+		PG_BIN=$d
+	else
+		for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -rn); do
+			[[ -x $d/initdb && -x $d/postgres ]] && PG_BIN=$d && break
+		done
+	fi
+	if [[ -z $PG_BIN ]]; then
+		PG_MISSING="no initdb/postgres"
+		echo "run.sh: skipping postgres: PostgreSQL's server is not installed (apt-get install -y postgresql; looked in PATH and /usr/lib/postgresql/*/bin)" >&2
+		return 1
+	fi
+	if ((EUID == 0)); then
+		if ! id postgres >/dev/null 2>&1; then
+			PG_MISSING="running as root, no OS user postgres"
+			echo "run.sh: skipping postgres: running as root, and there is no OS user postgres to run the server as (initdb refuses root)" >&2
+			return 1
+		fi
+		if command -v setpriv >/dev/null; then
+			AS_PG=(setpriv --reuid postgres --regid postgres --init-groups --)
+		else
+			AS_PG=(runuser -u postgres --)
+		fi
+	fi
+	return 0
+}
+
+KNOWN="nosession cookie memory file redis postgres traffic-vary traffic-data traffic-id memory-1k memory-1m"
 read -r -a WANTED <<<"${CONFIGS//,/ }"
 SELECTED=()
 SKIPPED=()
@@ -148,6 +194,10 @@ for c in "${WANTED[@]}"; do
 		SKIPPED+=("redis (no redis-server)")
 		continue
 	fi
+	if [[ $c == postgres ]] && ! pg_check; then
+		SKIPPED+=("postgres ($PG_MISSING)")
+		continue
+	fi
 	SELECTED+=("$c")
 done
 ((${#SELECTED[@]})) || die "nothing to compare the baseline with"
@@ -167,10 +217,10 @@ done
 UP=$(<"$WORK/upstream.port")
 STATS=http://127.0.0.1:$UP/__upstream/stats
 
-mapfile -t P < <("$LG" ports -n 11)
-((${#P[@]} == 11)) || die "could not find spare loopback ports"
+mapfile -t P < <("$LG" ports -n 13)
+((${#P[@]} == 13)) || die "could not find spare loopback ports"
 ADMIN=${P[0]} P_BASE=${P[1]} P_COOKIE=${P[2]} P_MEMORY=${P[3]} P_FILE=${P[4]} P_REDIS=${P[5]} REDIS_PORT=${P[6]}
-P_TRAFFIC=${P[7]} P_MANY1K=${P[8]} P_MANY1M=${P[9]} P_VARY=${P[10]}
+P_TRAFFIC=${P[7]} P_MANY1K=${P[8]} P_MANY1M=${P[9]} P_VARY=${P[10]} P_POSTGRES=${P[11]} PG_PORT=${P[12]}
 
 has() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 
@@ -180,6 +230,34 @@ if has redis; then
 		--dir "$WORK/redis" --daemonize no --logfile "$WORK/redis.log" &
 	PIDS+=($!)
 	"$LG" wait -timeout 20s "127.0.0.1:$REDIS_PORT" || die "redis-server did not start: $(tail -n 5 "$WORK/redis.log")"
+fi
+
+# PostgreSQL: a fresh cluster in $WORK/pg, trust authentication on
+# loopback and a socket in that dir, the server's default settings
+# (durable commits) unless PG_SETTINGS says otherwise.
+if has postgres; then
+	mkdir -p "$WORK/pg"
+	if ((EUID == 0)); then
+		chmod 711 "$WORK" # the postgres user must reach its dir
+		chown postgres: "$WORK/pg"
+	fi
+	(cd "$WORK/pg" && exec "${AS_PG[@]}" env HOME="$WORK/pg" "$PG_BIN/initdb" -D "$WORK/pg/data" -U postgres \
+		--auth=trust --no-sync --encoding=UTF8 --locale=C) >"$WORK/initdb.log" 2>&1 ||
+		die "initdb failed: $(tail -n 5 "$WORK/initdb.log")"
+	# shellcheck disable=SC2086 # PG_SETTINGS is a list of arguments
+	(cd "$WORK/pg" && exec "${AS_PG[@]}" "$PG_BIN/postgres" -D "$WORK/pg/data" -p "$PG_PORT" -k "$WORK/pg" \
+		-c listen_addresses=127.0.0.1 $PG_SETTINGS) >"$WORK/postgres.log" 2>&1 &
+	PG_PID=$!
+	PIDS+=("$PG_PID")
+	for _ in $(seq 300); do
+		grep -q "ready to accept connections" "$WORK/postgres.log" && break
+		kill -0 "$PG_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q "ready to accept connections" "$WORK/postgres.log" ||
+		die "postgres did not start: $(tail -n 5 "$WORK/postgres.log")"
+	"$LG" wait -timeout 20s "127.0.0.1:$PG_PORT" || die "postgres does not accept connections: $(tail -n 5 "$WORK/postgres.log")"
+	echo "   postgres $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PG_PORT${PG_SETTINGS:+ ($PG_SETTINGS)}"
 fi
 
 # A fixed 48-character test secret: never use it anywhere else.
@@ -270,6 +348,7 @@ site() { # site <port> <store line or empty>
 	if has memory || has traffic-id; then site "$P_MEMORY" "store memory"; fi
 	if has file; then site "$P_FILE" "store file $WORK/sessions"; fi
 	if has redis; then site "$P_REDIS" "store redis redis://127.0.0.1:$REDIS_PORT/0"; fi
+	if has postgres; then site "$P_POSTGRES" "store postgres postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"; fi
 	if has traffic-data || has traffic-id; then traffic_site "$P_TRAFFIC"; fi
 	if has traffic-vary; then vary_site "$P_VARY"; fi
 	# Two memory pools of their own: one holding 1000 sessions, one $MANY.
@@ -289,7 +368,7 @@ XDG_DATA_HOME=$WORK/xdg-data XDG_CONFIG_HOME=$WORK/xdg-config \
 CADDY_PID=$!
 PIDS+=("$CADDY_PID")
 
-declare -A PORT=([baseline]=$P_BASE [nosession]=$P_COOKIE [cookie]=$P_COOKIE [memory]=$P_MEMORY [file]=$P_FILE [redis]=$P_REDIS
+declare -A PORT=([baseline]=$P_BASE [nosession]=$P_COOKIE [cookie]=$P_COOKIE [memory]=$P_MEMORY [file]=$P_FILE [redis]=$P_REDIS [postgres]=$P_POSTGRES
 	[traffic-data]=$P_TRAFFIC [traffic-id]=$P_TRAFFIC [traffic-vary]=$P_VARY [memory-1k]=$P_MANY1K [memory-1m]=$P_MANY1M)
 # Where each same-traffic baseline gets its session cookie.
 declare -A LOGIN_PORT=([traffic-data]=$P_COOKIE [traffic-id]=$P_MEMORY)
@@ -320,6 +399,24 @@ for c in "${SELECTED[@]}"; do
 	echo "   $c session: Cookie header of ${#COOKIE[$c]} bytes"
 done
 
+# API writes: for each server store run, a session of its own (the read
+# runs' session stays as it is), into which every request of an api-<store>
+# run POSTs a 1-key patch: the store's whole write path (load, merge,
+# commit) through Caddy, with few connections, for its latency.
+API_BODY='{"cart":"gid://shopify/Cart/c2-0a1b2c3d4e5f"}'
+API_STORES=()
+declare -A API_COOKIE=()
+if ((API_CONNS > 0)) && [[ $ENGINE == go ]]; then
+	for c in memory file redis postgres; do
+		has "$c" || continue
+		API_COOKIE[$c]=$("$LG" login -url "http://127.0.0.1:${PORT[$c]}/__session" -body "$BODY") ||
+			die "could not establish a $c session for the API writes"
+		API_STORES+=("$c")
+	done
+elif ((API_CONNS > 0)); then
+	echo "run.sh: no API write runs with --wrk (the built-in engine sends them)" >&2
+fi
+
 CAUGHT_LOG_LINES=$(wc -l <"$WORK/caddy.log")
 
 RUNS=$WORK/runs.jsonl
@@ -335,9 +432,19 @@ run_one() { # run_one <config> <round> <pair> [out]
 	kill -0 "$CADDY_PID" 2>/dev/null || die "Caddy exited during the $c run"
 }
 
-NRUNS=$((ROUNDS * ${#SELECTED[@]} * 2))
-echo "== $ROUNDS rounds x (baseline + ${SELECTED[*]}), ${DURATION}s each after ${WARMUP}s warm-up," \
-	"$CONNS connections, engine $ENGINE: $NRUNS runs, about $((NRUNS * (DURATION + WARMUP + 1) / 60 + 1)) min"
+# run_api <store> <round>: API_CONNS connections POSTing API_BODY with the
+# store's API session; not compared with the baseline (its own table).
+run_api() {
+	local c=$1
+	"$LG" run -url "http://127.0.0.1:${PORT[$c]}/__session" -c "$API_CONNS" -d "${DURATION}s" -warmup "${WARMUP}s" \
+		-method POST -body "$API_BODY" -content-type application/json -H "Cookie: ${API_COOKIE[$c]}" \
+		-config "api-$c" -round "$2" -pid "$CADDY_PID" -out "$RUNS"
+	kill -0 "$CADDY_PID" 2>/dev/null || die "Caddy exited during the api-$c run"
+}
+
+NRUNS=$((ROUNDS * (${#SELECTED[@]} * 2 + ${#API_STORES[@]})))
+echo "== $ROUNDS rounds x (baseline + ${SELECTED[*]}${API_STORES[*]:+, API writes to ${API_STORES[*]} with $API_CONNS connections})," \
+	"${DURATION}s each after ${WARMUP}s warm-up, $CONNS connections, engine $ENGINE: $NRUNS runs, about $((NRUNS * (DURATION + WARMUP + 1) / 60 + 1)) min"
 for ((r = 1; r <= ROUNDS; r++)); do
 	echo "-- round $r/$ROUNDS"
 	# Rotate the order each round, so no config always follows the same one.
@@ -348,6 +455,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		run_one baseline "$r" "$PAIR"
 		run_one "$c" "$r" "$PAIR"
 	done
+	for c in "${API_STORES[@]}"; do run_api "$c" "$r"; done
 done
 
 # ---------------------------------------------------------------- report
@@ -369,6 +477,8 @@ META=(
 	-meta "session=$NKEYS keys, ${#BODY} bytes of JSON; nosession: the cookie-store site, no cookie"
 	-meta "ratio=median req/s over the baseline's median req/s; paired: median over rounds of req/s over the baseline run just before; CPU ×: the baseline's Caddy CPU time per request over this config's (medians)"
 )
+((${#API_STORES[@]})) && META+=(-meta "api writes=POST /__session, $API_CONNS connections, ${DURATION}s per run after ${WARMUP}s warm-up, one run per store and round, body $API_BODY")
+has postgres && META+=(-meta "postgres=$("$PG_BIN/postgres" --version | awk '{print $3}') on loopback, same machine, ${PG_SETTINGS:-default settings (fsync and synchronous_commit on)}")
 ((${#SKIPPED[@]})) && META+=(-meta "skipped=${SKIPPED[*]}")
 ((ERRLINES > 0)) && META+=(-meta "caddy_error_log_lines=$ERRLINES")
 REPORT_ARGS=(report -in "$RUNS" "${META[@]}")

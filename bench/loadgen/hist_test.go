@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"math"
 	"math/rand"
 	"net/http"
@@ -162,7 +163,7 @@ Transfer/sec:      2.50MB
 // cookie, and the list wraps around.
 func TestRequestCookies(t *testing.T) {
 	u, _ := url.Parse("http://127.0.0.1:1/products?x=1")
-	req, err := buildRequest(u, []string{"Accept-Language: de"}, true)
+	req, err := buildRequest(u, loadSpec{Headers: []string{"Accept-Language: de"}}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,8 +179,35 @@ func TestRequestCookies(t *testing.T) {
 		}
 	}
 	// Without cookies: the one pre-rendered request, ending the header.
-	plain, _ := buildRequest(u, nil, false)
+	plain, _ := buildRequest(u, loadSpec{}, false)
 	if w := (&worker{req: plain}); !bytes.HasSuffix(w.request(), []byte("\r\n\r\n")) {
 		t.Fatalf("plain request %q does not end its header", w.request())
+	}
+}
+
+// A POST with a body (the API write runs): a whole, valid request, twice
+// in a row on one connection, each with its body.
+func TestRequestBody(t *testing.T) {
+	u, _ := url.Parse("http://127.0.0.1:1/__session")
+	body := `{"cart":"gid://shopify/Cart/c2"}`
+	req, err := buildRequest(u, loadSpec{Method: "POST", Body: body, ContentType: "application/json",
+		Headers: []string{"Cookie: __session=a"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(bytes.NewReader(append(append([]byte(nil), req...), req...)))
+	for i := range 2 {
+		r, err := http.ReadRequest(br)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got, err := io.ReadAll(r.Body)
+		if err != nil || string(got) != body || r.Method != "POST" || r.ContentLength != int64(len(body)) ||
+			r.Header.Get("Content-Type") != "application/json" || r.Header.Get("Cookie") != "__session=a" {
+			t.Fatalf("request %d: %s %v, body %q (%v)", i, r.Method, r.Header, got, err)
+		}
+	}
+	if _, err := buildRequest(u, loadSpec{Method: "POST", Body: body}, true); err == nil {
+		t.Fatal("a body with -cookies was accepted")
 	}
 }

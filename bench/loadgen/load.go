@@ -24,6 +24,12 @@ type loadSpec struct {
 	Duration time.Duration
 	Timeout  time.Duration // per request
 
+	// Method and Body make every request a Method with Body (Content-Type
+	// ContentType), for the API write runs; default GET without a body.
+	Method      string
+	Body        string
+	ContentType string
+
 	// Cookies, when set, are Cookie header values used in turn: each
 	// request sends the next one (connection i starts at the i-th slice of
 	// the list), so that a run spreads over many sessions.
@@ -46,13 +52,31 @@ type Result struct {
 }
 
 // buildRequest renders the one request every connection sends, again and
-// again: a GET over keep-alive HTTP/1.1. With cookies, it renders the
-// request without its final CRLF, and each request appends its Cookie
-// header and the CRLF (see worker.roundTrip).
-func buildRequest(u *url.URL, headers []string, cookies bool) ([]byte, error) {
+// again: a GET over keep-alive HTTP/1.1 (or spec.Method with spec.Body).
+// With cookies, it renders the request without its final CRLF, and each
+// request appends its Cookie header and the CRLF (see worker.roundTrip);
+// cookies cannot go with a body.
+func buildRequest(u *url.URL, spec loadSpec, cookies bool) ([]byte, error) {
 	var b bytes.Buffer
 	path := u.RequestURI()
-	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: caddy-session-bench\r\nAccept: */*\r\n", path, u.Host)
+	method := spec.Method
+	if method == "" {
+		method = "GET"
+	}
+	if strings.ContainsAny(method, " \r\n") || strings.ContainsAny(spec.ContentType, "\r\n") {
+		return nil, fmt.Errorf("bad method %q or content type %q", method, spec.ContentType)
+	}
+	if spec.Body != "" && cookies {
+		return nil, errors.New("a request body cannot go with -cookies")
+	}
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: caddy-session-bench\r\nAccept: */*\r\n", method, path, u.Host)
+	headers := spec.Headers
+	if spec.Body != "" || method == "POST" || method == "PUT" || method == "PATCH" {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(spec.Body))
+		if spec.ContentType != "" {
+			fmt.Fprintf(&b, "Content-Type: %s\r\n", spec.ContentType)
+		}
+	}
 	for _, h := range headers {
 		name, value, ok := strings.Cut(h, ":")
 		name = strings.TrimSpace(name)
@@ -63,6 +87,7 @@ func buildRequest(u *url.URL, headers []string, cookies bool) ([]byte, error) {
 	}
 	if !cookies {
 		b.WriteString("\r\n")
+		b.WriteString(spec.Body)
 	}
 	return b.Bytes(), nil
 }
@@ -77,7 +102,7 @@ func runGo(spec loadSpec) (*Result, error) {
 	if err != nil || u.Scheme != "http" || u.Host == "" {
 		return nil, fmt.Errorf("url %q: want http://host:port/path", spec.URL)
 	}
-	req, err := buildRequest(u, spec.Headers, len(spec.Cookies) > 0)
+	req, err := buildRequest(u, spec, len(spec.Cookies) > 0)
 	if err != nil {
 		return nil, err
 	}

@@ -20,10 +20,11 @@ var targets = map[string]float64{
 	"memory":    0.95,
 	"file":      0.90,
 	"redis":     0.85,
+	"postgres":  0.80,
 }
 
 // configOrder is the order of the table; other names follow, by first run.
-var configOrder = []string{"baseline", "traffic-vary", "traffic-data", "traffic-id", "nosession", "cookie", "memory", "file", "redis", "memory-1k", "memory-1m"}
+var configOrder = []string{"baseline", "traffic-vary", "traffic-data", "traffic-id", "nosession", "cookie", "memory", "file", "redis", "postgres", "memory-1k", "memory-1m"}
 
 // relativeTargets are goals relative to another configuration of the same
 // run instead of the baseline: the memory store's cost must not grow with
@@ -45,6 +46,7 @@ var sameTraffic = map[string]string{
 	"memory":    "traffic-id",
 	"file":      "traffic-id",
 	"redis":     "traffic-id",
+	"postgres":  "traffic-id",
 	"memory-1k": "traffic-id",
 	"memory-1m": "traffic-id",
 }
@@ -60,6 +62,7 @@ var descriptions = map[string]string{
 	"memory":       "session, memory store, 5 keys",
 	"file":         "session, file store, 5 keys",
 	"redis":        "session, redis store, 5 keys",
+	"postgres":     "session, postgres store, 5 keys",
 	"memory-1k":    "session, memory store holding 1000 sessions, each request the next one",
 	"memory-1m":    "session, memory store holding --many sessions (1M), each request the next one",
 }
@@ -95,7 +98,92 @@ type row struct {
 type report struct {
 	Meta    map[string]string `json:"meta"`
 	Configs []row             `json:"configs"`
-	Runs    []runRecord       `json:"runs"`
+	// API holds the API write runs (configurations named api-<store>):
+	// latency, not compared with the baseline.
+	API  []apiRow    `json:"api_writes,omitempty"`
+	Runs []runRecord `json:"runs"`
+}
+
+// apiPrefix names the API write runs: POST /__session with a small patch
+// into an existing session, few connections; what counts is their latency.
+const apiPrefix = "api-"
+
+// apiRow is one store's API write runs, summarised.
+type apiRow struct {
+	Config    string  `json:"config"`
+	Runs      int     `json:"runs"`
+	Conns     int     `json:"conns"`
+	RPSMedian float64 `json:"rps_median"`
+	P50Ms     float64 `json:"p50_ms_median"`
+	P99Ms     float64 `json:"p99_ms_median"`
+	P99MaxMs  float64 `json:"p99_ms_max"`
+	Errors    uint64  `json:"errors"`
+}
+
+// summariseAPI summarises the API write runs by configuration, in the
+// table's store order.
+func summariseAPI(runs []runRecord) []apiRow {
+	by := map[string][]runRecord{}
+	var names []string
+	for _, r := range runs {
+		if !strings.HasPrefix(r.Config, apiPrefix) {
+			continue
+		}
+		if _, ok := by[r.Config]; !ok {
+			names = append(names, r.Config)
+		}
+		by[r.Config] = append(by[r.Config], r)
+	}
+	rank := func(n string) int {
+		for i, c := range configOrder {
+			if apiPrefix+c == n {
+				return i
+			}
+		}
+		return len(configOrder)
+	}
+	sort.SliceStable(names, func(i, j int) bool { return rank(names[i]) < rank(names[j]) })
+	var rows []apiRow
+	for _, name := range names {
+		x := apiRow{Config: name, Runs: len(by[name])}
+		var rps, p50, p99 []float64
+		for _, r := range by[name] {
+			rps, p50, p99 = append(rps, r.RPS), append(p50, r.P50Ms), append(p99, r.P99Ms)
+			x.P99MaxMs = max(x.P99MaxMs, r.P99Ms)
+			x.Errors += r.Errors
+			x.Conns = r.Conns
+		}
+		x.RPSMedian, x.P50Ms, x.P99Ms = median(rps), median(p50), median(p99)
+		rows = append(rows, x)
+	}
+	return rows
+}
+
+func apiText(rows []apiRow) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nAPI writes (POST /__session, a 1-key patch into an existing session):\n")
+	fmt.Fprintf(&b, "%-14s %4s %5s %8s %7s %7s %9s %6s\n", "config", "runs", "conns", "req/s", "p50 ms", "p99 ms", "p99 max", "errors")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-14s %4d %5d %8.0f %7.2f %7.2f %9.2f %6d\n", r.Config, r.Runs, r.Conns, r.RPSMedian, r.P50Ms, r.P99Ms, r.P99MaxMs, r.Errors)
+	}
+	return b.String()
+}
+
+func apiMarkdown(rows []apiRow) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\nAPI writes: `POST /__session` with a 1-key patch into an existing session, through Caddy (medians over runs):\n\n")
+	b.WriteString("| config | runs | connections | req/s (median) | p50 ms | p99 ms | p99 ms, worst run | errors |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %d |\n", r.Config, r.Runs, r.Conns, r.RPSMedian, r.P50Ms, r.P99Ms, r.P99MaxMs, r.Errors)
+	}
+	return b.String()
 }
 
 func cmdReport(args []string) error {
@@ -128,8 +216,10 @@ func cmdReport(args []string) error {
 	if err != nil {
 		return err
 	}
+	rep.API = summariseAPI(runs)
 
 	fmt.Print(textTable(rep.Configs))
+	fmt.Print(apiText(rep.API))
 	for _, out := range outs {
 		var data []byte
 		if strings.HasSuffix(out, ".json") {
@@ -139,7 +229,7 @@ func cmdReport(args []string) error {
 			}
 			data = append(data, '\n')
 		} else {
-			data = []byte(markdown(rep, metaKeys))
+			data = []byte(markdown(rep, metaKeys) + apiMarkdown(rep.API))
 		}
 		if err := os.WriteFile(out, data, 0o644); err != nil {
 			return err
@@ -192,6 +282,9 @@ func summarise(runs []runRecord, baseline string) ([]row, error) {
 	by := map[string][]runRecord{}
 	var names []string
 	for _, r := range runs {
+		if strings.HasPrefix(r.Config, apiPrefix) {
+			continue // summariseAPI's
+		}
 		if _, ok := by[r.Config]; !ok {
 			names = append(names, r.Config)
 		}

@@ -79,3 +79,30 @@ func TestSummariseRelativeTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestSummariseAPI: the API write runs (api-<store>) get a table of their
+// own, in store order, and stay out of the throughput table.
+func TestSummariseAPI(t *testing.T) {
+	api := func(config string, p50, p99 float64) runRecord {
+		return runRecord{Config: config, Conns: 4, Result: &Result{RPS: 100, P50Ms: p50, P99Ms: p99}}
+	}
+	runs := []runRecord{
+		run("baseline", 1, 1000, 100), run("postgres", 1, 800, 120),
+		api("api-postgres", 2, 9), api("api-memory", 0.5, 2), api("api-postgres", 3, 12), api("api-postgres", 1, 7),
+	}
+	rows, err := summarise(runs, "baseline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[1].Config != "postgres" || rows[1].Target == nil || *rows[1].Target != 0.80 ||
+		rows[1].SameTrafficOf != "" {
+		t.Fatalf("throughput rows %+v: want baseline and postgres (target 0.80) only", rows)
+	}
+	a := summariseAPI(runs)
+	if len(a) != 2 || a[0].Config != "api-memory" || a[1].Config != "api-postgres" {
+		t.Fatalf("API rows %+v: want api-memory, api-postgres", a)
+	}
+	if p := a[1]; p.Runs != 3 || p.P50Ms != 2 || p.P99Ms != 9 || p.P99MaxMs != 12 || p.Conns != 4 {
+		t.Errorf("api-postgres %+v: want 3 runs, p50 2, p99 9, worst p99 12, 4 conns", p)
+	}
+}
