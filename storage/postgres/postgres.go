@@ -128,6 +128,8 @@ type Store struct {
 	namesMu sync.Mutex
 	names   map[string]int // indexed names, by how many configurations index them
 
+	loadSQL string // Load's query, built once
+
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
@@ -189,6 +191,7 @@ func New(cfg Config) (*Store, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	s.loadSQL = `SELECT ` + cols + ` FROM ` + s.table + ` WHERE key = $1 AND expires > $2 AND deadline > $2`
 	if cfg.SweepInterval > 0 {
 		go s.sweepEvery(cfg.SweepInterval)
 	} else {
@@ -339,8 +342,9 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 		return nil, err
 	}
 	defer cancel()
-	r, err := scanRow(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM `+s.table+` WHERE key = @key AND `+unexpired,
-		pgx.NamedArgs{"key": key, "now": time.Now()}))
+	// Positional arguments: pgx rewrites a named query on every call, a
+	// few percent of Caddy's CPU on the hottest path.
+	r, err := scanRow(s.pool.QueryRow(ctx, s.loadSQL, key, time.Now()))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, storage.ErrNotFound
 	}
