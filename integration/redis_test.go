@@ -14,6 +14,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/caddy-session/caddy-session/storage"
 )
 
 // The Redis store end to end: real Caddy processes, real redis-server
@@ -98,9 +100,9 @@ func TestRedisTwoInstances(t *testing.T) {
 		t.Fatalf("DELETE must expire the session cookie; Set-Cookie %q", r.SetCookies())
 	}
 	// What remains is at most the rotation's tombstone of the old ID (a
-	// hash marked "rotated", kept a few seconds; see storage/redis).
+	// hash marked "rotated", kept storage.RotationGrace; see storage/redis).
 	for _, e := range redisDump(t, ctl) {
-		if !slices.Contains(e.Strings, "rotated") || e.PTTL > 10*time.Second {
+		if !slices.Contains(e.Strings, "rotated") || e.PTTL > storage.RotationGrace {
 			t.Fatalf("after DELETE Redis still holds %s %q (TTL %s), want no session", e.Type, e.Key, e.PTTL)
 		}
 	}

@@ -112,6 +112,10 @@ func TestSignInRaceKeepsTheBrowserSignedIn(t *testing.T) {
 							t.Fatalf("round %d: %s answered 409 with Set-Cookie %q: it would sign the browser out", round, g.what, g.r.SetCookies())
 						}
 						wantError(t, g.r, 409)
+					case g.r.Status == 503 && len(g.r.SetCookies()) == 0:
+						// The store timed out under a loaded machine: a
+						// failed write, harmless to the sign-in.
+						t.Logf("round %d: %s: 503 (the store timed out)", round, g.what)
 					case g.r.Status != 200:
 						t.Fatalf("round %d: %s: %s", round, g.what, g.r)
 					case sessionCookie(t, g.r) != "":
