@@ -23,7 +23,7 @@ import (
 
 // clientGateways are the base URLs of the client tests' Caddy.
 type clientGateways struct {
-	memory, file, redis string
+	cookie, memory, file, redis string
 	otherPath           string // api_path /x/session
 	noScript            string // client_script off
 }
@@ -55,6 +55,7 @@ func startClientCaddy(t *testing.T) clientGateways {
 }
 `, p, session, clientPage)
 	}
+	site(&g.cookie, "")
 	site(&g.memory, "\t\tstore memory")
 	site(&g.file, "\t\tstore file "+quote(filepath.Join(c.Dir, "sessions")))
 	site(&g.redis, "\t\tstore redis "+redis.URL())
@@ -143,16 +144,17 @@ type raceResult struct {
 
 // race has two tabs of one visitor (one cookie jar) add n mugs and n totes
 // at the same moment, with how ("update" or "set"), and returns the cart.
-func race(t *testing.T, d *demo, base, how string, n int) map[string]any {
+// With seed, the session exists before the race.
+func race(t *testing.T, d *demo, base, how string, n int, seed bool) map[string]any {
 	t.Helper()
 	a := clientTab(t, d, base, "tab A")
 	b := a.another("tab B")
 	b.open(base)
-	// The session must exist before the race: two first writes, without
-	// a cookie yet, would each create a session of their own.
-	seed := eval[map[string]any](a, withClient("/__session", `return await c.set({cart: {}});`))
-	if asJSON(seed) != `{"cart":{}}` {
-		t.Fatalf("seeding the session answered %s", asJSON(seed))
+	if seed {
+		got := eval[map[string]any](a, withClient("/__session", `return await c.set({cart: {}});`))
+		if asJSON(got) != `{"cart":{}}` {
+			t.Fatalf("seeding the session answered %s", asJSON(got))
+		}
 	}
 	for _, tb := range []*tab{a, b} {
 		eval[bool](tb, addMany)
@@ -180,22 +182,101 @@ func count(cart map[string]any, product string) int {
 	return int(q)
 }
 
-// Two tabs each add 50 items through update() at the same moment: the
-// cart ends with all 100, on every server store. Each update() writes
-// with If-Match; the one of two that lost the race gets 412, reads again
-// and retries.
+// stores are the client tests' gateways, one per store.
+func (g clientGateways) stores() []struct{ name, base string } {
+	return []struct{ name, base string }{{"cookie", g.cookie}, {"memory", g.memory}, {"file", g.file}, {"redis", g.redis}}
+}
+
+// Two tabs each add 50 items through update() at the same moment, from a
+// visitor with no session yet: the cart ends with all 100, on every store.
+// The tabs' update() calls take turns (Web Locks), so even the first two
+// writes, which create the session, do not each create one, and on the
+// cookie store no tab writes from a cookie older than the other's write.
 func TestClientUpdateFromTwoTabs(t *testing.T) {
 	d := setup(t)
 	g := startClientCaddy(t)
-	for _, st := range []struct{ name, base string }{{"memory", g.memory}, {"file", g.file}, {"redis", g.redis}} {
+	for _, st := range g.stores() {
 		t.Run(st.name, func(t *testing.T) {
-			checkVersions(t, st.base)
 			const n = 50
-			cart := race(t, d, st.base, "update", n)
+			cart := race(t, d, st.base, "update", n, false)
 			if count(cart, "mug") != n || count(cart, "tote") != n {
 				t.Errorf("after %d update() calls from each tab the cart is %s; want %d mugs and %d totes", n, asJSON(cart), n, n)
 			}
 		})
+	}
+}
+
+// update() against a writer that does not take turns with it (a plain
+// fetch in fn, as another device or the upstream would write): its write
+// is refused with 412, fn runs again on the session as it is now, and
+// nothing is lost; a session that keeps changing makes it give up after 5
+// tries, having written nothing.
+func TestClientUpdateRetries(t *testing.T) {
+	d := setup(t)
+	g := startClientCaddy(t)
+	for _, st := range g.stores() {
+		t.Run(st.name, func(t *testing.T) {
+			checkVersions(t, st.base)
+			updateRetries(t, d, st.base)
+		})
+	}
+}
+
+// updateRetries is TestClientUpdateRetries on one gateway.
+func updateRetries(t *testing.T, d *demo, base string) {
+	t.Helper()
+	tb := clientTab(t, d, base, "visitor")
+	eval[bool](tb, `window.__sneak = (note) => fetch('/__session', {method: 'POST',
+		headers: {'Content-Type': 'application/json'}, body: JSON.stringify({note})}); true`)
+	type outcome struct {
+		Calls  []map[string]any `json:"calls"` // what fn was called with
+		Result map[string]any   `json:"result"`
+		thrown
+	}
+	run := func(sneakEvery bool, note string) outcome {
+		t.Helper()
+		return eval[outcome](tb, withClient("/__session", fmt.Sprintf(`
+			const calls = [];
+			try {
+				const result = await c.update(async (s) => {
+					calls.push(s);
+					if (%t || calls.length === 1) await window.__sneak(%q + calls.length);
+					return {cart: {...s.cart, mug: ((s.cart || {}).mug || 0) + 1}};
+				});
+				return {calls, result};
+			} catch (err) {
+				return {calls, error: err.message, name: err.name, status: err.status};
+			}`, sneakEvery, note)))
+	}
+
+	// No session yet: update() writes with If-None-Match: *, and the
+	// session fn's fetch created meanwhile makes that a 412.
+	first := run(false, "created meanwhile ")
+	if first.Error != "" || len(first.Calls) != 2 || asJSON(first.Result) != `{"cart":{"mug":1},"note":"created meanwhile 1"}` {
+		t.Fatalf("update() racing a write that created the session: fn ran %d times (%s), result %s, error %q; want 2 runs and {\"cart\":{\"mug\":1},\"note\":\"created meanwhile 1\"}",
+			len(first.Calls), asJSON(first.Calls), asJSON(first.Result), first.Error)
+	}
+	if asJSON(first.Calls[1]) != `{"note":"created meanwhile 1"}` {
+		t.Errorf("on its second run fn got %s; want the session as the other write left it", asJSON(first.Calls[1]))
+	}
+
+	// A session: If-Match, and the same.
+	second := run(false, "changed meanwhile ")
+	if second.Error != "" || len(second.Calls) != 2 || asJSON(second.Result) != `{"cart":{"mug":2},"note":"changed meanwhile 1"}` {
+		t.Fatalf("update() racing another write: fn ran %d times (%s), result %s, error %q; want 2 runs and {\"cart\":{\"mug\":2},\"note\":\"changed meanwhile 1\"}",
+			len(second.Calls), asJSON(second.Calls), asJSON(second.Result), second.Error)
+	}
+
+	// Always another write first: 5 tries, then a SessionError; none of
+	// fn's patches was written.
+	gaveUp := run(true, "again ")
+	if len(gaveUp.Calls) != 5 || gaveUp.Name != "SessionError" || gaveUp.Status != http.StatusPreconditionFailed ||
+		!strings.Contains(gaveUp.Error, "gave up after 5 tries") {
+		t.Errorf("update() against a session that always changed: fn ran %d times, rejected with %s %d %q; want 5 runs and a SessionError 412 saying it gave up after 5 tries",
+			len(gaveUp.Calls), gaveUp.Name, gaveUp.Status, gaveUp.Error)
+	}
+	if s := asJSON(tb.apiSession()); s != `{"cart":{"mug":2},"note":"again 5"}` {
+		t.Errorf("after update() gave up the session is %s; want the other writes only: {\"cart\":{\"mug\":2},\"note\":\"again 5\"}", s)
 	}
 }
 
@@ -223,7 +304,9 @@ func TestClientSetFromTwoTabsLosesItems(t *testing.T) {
 	d := setup(t)
 	g := startClientCaddy(t)
 	const n = 50
-	cart := race(t, d, g.memory, "set", n)
+	// The session exists before the race: the items are lost to the
+	// read-modify-writes, not to two first writes creating two sessions.
+	cart := race(t, d, g.memory, "set", n, true)
 	got := count(cart, "mug") + count(cart, "tote")
 	if got >= 2*n {
 		t.Fatalf("after %d get()+set() additions from each tab the cart holds %d items (%s); two unguarded read-modify-writes at once should have lost some",

@@ -9,7 +9,8 @@
 // get()          the client-readable keys ({} without a session)
 // set(patch)     merge a patch (null deletes a key); last write wins
 // update(fn)     read, fn(current) -> patch, write only if the session is
-//                still at the version read (If-Match); retried on 412/409
+//                still at the version read (If-Match); retried on 412/409;
+//                the update() calls of all tabs take turns
 // destroy()      end the session
 // subscribe(fn)  fn(session or null) when another tab of this origin
 //                changed the session through this client; returns an
@@ -154,6 +155,18 @@ export async function set(patch) {
   return s;
 }
 
+// update() calls of every tab of this origin take turns (Web Locks, where
+// the page is a secure context: https, localhost): two tabs adding to a
+// cart then never collide, and none of them starves while the other keeps
+// winning. If-Match still guards against every other writer (set(), the
+// upstream, another browser).
+const lockName = 'caddy-session:' + apiPath;
+
+function exclusive(task) {
+  const locks = globalThis.navigator && navigator.locks;
+  return locks && typeof locks.request === 'function' ? locks.request(lockName, task) : task();
+}
+
 /**
  * Read-modify-write without lost updates. Reads the session and its
  * version, calls fn(current) (it may be async), and writes the patch it
@@ -166,9 +179,17 @@ export async function set(patch) {
  * tries it rejects with a SessionError saying so. fn returning null or
  * undefined (or {}) writes nothing. Resolves to the resulting readable
  * object.
+ *
+ * The update() calls of all tabs of the origin run one at a time, so keep
+ * fn quick (never wait for the user in it), and never call update() from
+ * fn: it would wait for itself.
  */
 export async function update(fn) {
   if (typeof fn !== 'function') throw new TypeError('update(fn): fn must be a function that returns a patch');
+  return exclusive(() => readModifyWrite(fn));
+}
+
+async function readModifyWrite(fn) {
   let last = null;
   for (let attempt = 0; attempt < TRIES; attempt++) {
     if (attempt > 0) await backoff(attempt);
