@@ -24,8 +24,8 @@ import (
 // clientGateways are the base URLs of the client tests' Caddy.
 type clientGateways struct {
 	cookie, memory, file, redis string
-	otherPath           string // api_path /x/session
-	noScript            string // client_script off
+	otherPath                   string // api_path /x/session
+	noScript                    string // client_script off
 }
 
 // clientPage is what every gateway answers outside its API path.
