@@ -76,6 +76,15 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		if err := h.writeCookies(hdr, s, secure, now); err != nil {
 			h.logger.Error("re-issuing the session cookie", zap.Error(err))
 		}
+		if s.exists() {
+			hdr.Set("ETag", etag(s.version))
+			if notModified(r, s) {
+				hdr.Del("Content-Type")
+				h.ops.metrics.apiRequest(r.Method, http.StatusNotModified)
+				w.WriteHeader(http.StatusNotModified)
+				return nil
+			}
+		}
 		return h.apiJSON(w, r, http.StatusOK, h.readableValues(s))
 
 	case http.MethodPost, http.MethodPatch:
@@ -113,7 +122,13 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		if s.storeErr != nil {
 			return h.apiFail(w, r, http.StatusServiceUnavailable, "session store unavailable; nothing was written, try again shortly")
 		}
+		if s.cond = writeCondition(r); s.cond.decide(s) != 0 {
+			return h.preconditionFailed(w, r, s.currentRecord())
+		}
 		if len(patch) == 0 && !s.exists() {
+			if s.cond != nil && s.cond.mustExist {
+				return h.preconditionFailed(w, r, nil)
+			}
 			// Nothing to write and no session: nothing is created (no
 			// cookie, no store record), as for a visitor who only reads.
 			return h.apiJSON(w, r, http.StatusOK, map[string]json.RawMessage{})
@@ -124,6 +139,9 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		h.recordUse(r.Context(), s, now)
 		if err := h.writeCookies(hdr, s, secure, now); err != nil {
 			return h.apiWriteError(w, r, err)
+		}
+		if s.exists() {
+			hdr.Set("ETag", etag(s.version))
 		}
 		return h.apiJSON(w, r, http.StatusOK, h.readableValues(s))
 
@@ -140,7 +158,22 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		// always signs the browser out (destroy logs that the stored
 		// session may outlive it), and the 503 says so.
 		unknown := s.storeErr != nil && s.failedKey == "" // the cookie could not even be read
+		if s.cond = writeCondition(r); s.cond != nil {
+			if s.storeErr != nil {
+				return h.apiFail(w, r, http.StatusServiceUnavailable, "session store unavailable; nothing was destroyed, try again shortly")
+			}
+			if s.cond.decide(s) != 0 {
+				return h.preconditionFailed(w, r, s.currentRecord())
+			}
+		}
 		err := h.destroy(r.Context(), s)
+		var ve *storage.VersionError
+		switch {
+		case errors.As(err, &ve):
+			return h.preconditionFailed(w, r, ve.Current)
+		case errors.Is(err, errNoSessionPrecondition):
+			return h.preconditionFailed(w, r, nil)
+		}
 		if cerr := h.writeCookies(hdr, s, secure, now); cerr != nil {
 			h.logger.Error("expiring the session cookie", zap.Error(cerr))
 		}
@@ -195,6 +228,12 @@ func (h *Handler) apiWriteError(w http.ResponseWriter, r *http.Request, err erro
 		return h.apiFail(w, r, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.Is(err, errRotatedAway):
 		return h.apiFail(w, r, http.StatusConflict, err.Error())
+	case errors.Is(err, errNoSessionPrecondition):
+		return h.preconditionFailed(w, r, nil)
+	}
+	var verErr *storage.VersionError
+	if errors.As(err, &verErr) {
+		return h.preconditionFailed(w, r, verErr.Current)
 	}
 	h.logger.Error("session store failed a write",
 		zap.String("store", h.storeName), zap.String("operation", "write"), zap.Error(err))
@@ -203,11 +242,16 @@ func (h *Handler) apiWriteError(w http.ResponseWriter, r *http.Request, err erro
 
 // readableValues returns the keys GET may show.
 func (h *Handler) readableValues(s *session) map[string]json.RawMessage {
+	return h.readableOf(s.values)
+}
+
+// readableOf returns the client-readable keys of values.
+func (h *Handler) readableOf(values map[string]json.RawMessage) map[string]json.RawMessage {
 	if h.readable == nil {
-		return s.values
+		return values
 	}
 	out := make(map[string]json.RawMessage, len(h.readable))
-	for k, v := range s.values {
+	for k, v := range values {
 		if h.readable[k] {
 			out[k] = v
 		}

@@ -54,6 +54,11 @@ func (h *Handler) setPlaceholders(repl *caddy.Replacer, s *session) {
 			return s.exists(), true
 		case "ref":
 			return s.ref(h), true
+		case "version":
+			if !s.exists() {
+				return "", true
+			}
+			return versionText(s.version), true
 		}
 		if v, ok := s.values[name]; ok {
 			return HeaderValue(v), true

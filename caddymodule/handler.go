@@ -27,7 +27,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if sub && h.serveClientScript(w, r) {
 		return nil
 	}
-	s.deferLoad = exact && h.mode.defersLoad() && (r.Method == http.MethodPost || r.Method == http.MethodPatch)
+	s.deferLoad = exact && h.mode.defersLoad() && (r.Method == http.MethodPost || r.Method == http.MethodPatch) &&
+		writeCondition(r).defersLoad()
 	h.load(r, now, s)
 	if h.migrateCookie != "" {
 		h.migrate(r, s, now)

@@ -190,7 +190,7 @@ func (m serverMode) setDeadline(ctx context.Context, h *Handler, s *session, dea
 		return err
 	}
 	s.values, s.created, s.deadline, s.seen, s.touch = rec.Values, rec.Created, rec.Deadline, now, false
-	s.lifeSet, s.browser = now, false
+	s.lifeSet, s.browser, s.version = now, false, rec.Version
 	s.issue, s.expire = true, false
 	return nil
 }

@@ -174,7 +174,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 // get a pre-resolved child; anything else goes through the vector.
 var (
 	apiMethods = [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPatch, http.MethodDelete}
-	apiCodes   = [...]int{200, 204, 400, 403, 404, 405, 409, 413, 415, 503}
+	apiCodes   = [...]int{200, 204, 304, 400, 403, 404, 405, 409, 412, 413, 415, 503}
 )
 
 // Session events a handler counts.
@@ -325,7 +325,9 @@ func isStoreFailure(err error) bool {
 	}
 	var keyErr *storage.KeyError
 	var limErr *storage.LimitError
-	return !errors.As(err, &keyErr) && !errors.As(err, &limErr)
+	var verErr *storage.VersionError
+	return !errors.As(err, &keyErr) && !errors.As(err, &limErr) && !errors.As(err, &verErr) &&
+		!errors.Is(err, storage.ErrExists)
 }
 
 // Load implements storage.Store.
@@ -371,6 +373,29 @@ func (s *instrumentedStore) Confirm(ctx context.Context, key string, expires tim
 		err = s.Store.Touch(ctx, key, expires)
 	}
 	s.done(opConfirm, start, err)
+	return err
+}
+
+// DeleteVersion implements storage.VersionedDeleter: the store's own, or,
+// for a third-party store without it, a Load, a comparison and a Delete
+// (not atomic: a write between them may be lost with the session; the
+// README says so).
+func (s *instrumentedStore) DeleteVersion(ctx context.Context, key string, version uint64) error {
+	start := time.Now()
+	var err error
+	if d, ok := s.Store.(storage.VersionedDeleter); ok {
+		err = d.DeleteVersion(ctx, key, version)
+	} else {
+		var rec *storage.Record
+		if rec, err = s.Store.Load(ctx, key); err == nil {
+			if rec.Version != version {
+				err = &storage.VersionError{Current: rec}
+			} else {
+				err = s.Store.Delete(ctx, key)
+			}
+		}
+	}
+	s.done(opDelete, start, err)
 	return err
 }
 

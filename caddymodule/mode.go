@@ -36,6 +36,11 @@ type persistence interface {
 	// cookie, or a store touch.
 	extend(ctx context.Context, h *Handler, s *session, now time.Time)
 
+	// removeVersion deletes the session if it is at version (DELETE with
+	// If-Match): a *storage.VersionError, or errNoSessionPrecondition
+	// when it is gone, leaves everything as it is.
+	removeVersion(ctx context.Context, h *Handler, s *session, version uint64) error
+
 	// setDeadline moves the session's absolute deadline to deadline, set
 	// by the upstream at now (X-Session-Max-Age), and has the cookie
 	// re-issued; on error the session is as it was.

@@ -28,6 +28,7 @@ type cookiePayload struct {
 	Seen     int64                      `json:"s"`
 	LifeSet  int64                      `json:"m,omitempty"` // when X-Session-Max-Age last set Deadline (maxage.go)
 	Browser  bool                       `json:"b,omitempty"` // a browser-session cookie
+	Version  uint64                     `json:"n,omitempty"` // the session's version (version.go)
 }
 
 func (cookieMode) decode(h *Handler, codec *cookie.Codec, value string, v *verifiedCookie) error {
@@ -67,7 +68,7 @@ func (cookieMode) open(_ context.Context, h *Handler, s *session, v *verifiedCoo
 	}
 	s.id, s.values, s.created, s.deadline, s.seen, s.stale = p.ID, p.Values, created, deadline, seen, v.stale
 	s.headers = v.headers
-	s.lifeSet, s.browser = lifeSet, p.Browser
+	s.lifeSet, s.browser, s.version = lifeSet, p.Browser, p.Version
 	s.touch = h.touchDue(seen, now)
 	s.issue = v.stale || s.touch
 	h.ops.metrics.count(evLoaded)
@@ -75,6 +76,16 @@ func (cookieMode) open(_ context.Context, h *Handler, s *session, v *verifiedCoo
 }
 
 func (m cookieMode) merge(_ context.Context, h *Handler, s *session, patch map[string]json.RawMessage, now time.Time) error {
+	if c := s.cond; c != nil {
+		// If-Match against the cookie this request presents: another
+		// tab's cookie may be newer (documented).
+		switch {
+		case c.mustExist && !s.exists():
+			return errNoSessionPrecondition
+		case c.check && s.version != c.version:
+			return &storage.VersionError{Current: s.currentRecord()}
+		}
+	}
 	values, err := storage.Apply(s.values, patch, h.limits())
 	if err != nil {
 		return err
@@ -86,6 +97,9 @@ func (m cookieMode) merge(_ context.Context, h *Handler, s *session, patch map[s
 		s.created = now
 		s.deadline = h.deadlineFor(now)
 		s.born = true
+		s.version = storage.NewVersion()
+	} else {
+		s.version = storage.NextVersion(s.version, patch)
 	}
 	s.values, s.seen = values, now
 	s.issue, s.expire = true, false
@@ -105,6 +119,15 @@ func (m cookieMode) merge(_ context.Context, h *Handler, s *session, patch map[s
 
 func (cookieMode) remove(context.Context, *Handler, string) error { return nil }
 
+// removeVersion compares with the version of the cookie the request
+// presents: there is nothing else to delete.
+func (cookieMode) removeVersion(_ context.Context, _ *Handler, s *session, version uint64) error {
+	if s.version != version {
+		return &storage.VersionError{Current: s.currentRecord()}
+	}
+	return nil
+}
+
 func (cookieMode) move(context.Context, *Handler, *session, string) error { return nil }
 
 func (cookieMode) extend(_ context.Context, _ *Handler, s *session, _ time.Time) {
@@ -120,6 +143,7 @@ func (cookieMode) cookieValue(h *Handler, s *session) (string, error) {
 		Seen:     s.seen.UnixMilli(),
 		LifeSet:  lifeSetMilli(s.lifeSet),
 		Browser:  s.browser,
+		Version:  s.version,
 	})
 }
 

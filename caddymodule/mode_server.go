@@ -72,7 +72,7 @@ func (m serverMode) open(ctx context.Context, h *Handler, s *session, v *verifie
 		return
 	}
 	s.id, s.key, s.values, s.created, s.deadline, s.stale = id, v.storeKey, rec.Values, rec.Created, rec.Deadline, v.stale
-	s.browser, s.lifeSet = v.browser, v.lifeSet
+	s.browser, s.lifeSet, s.version = v.browser, v.lifeSet, rec.Version
 	if d := h.deadlineCap(rec.Created, s.lifeSet); d.Before(s.deadline) {
 		s.deadline = d
 	}
@@ -125,9 +125,12 @@ func (m serverMode) merge(ctx context.Context, h *Handler, s *session, patch map
 			// read Deadline only when creating, by contract.
 			opts.Deadline = s.deadline
 		}
+		if c := s.cond; c != nil && c.check {
+			opts.CheckVersion, opts.IfVersion = true, c.version // If-Match, checked in the store
+		}
 		rec, err := m.store.Merge(ctx, s.key, patch, opts)
 		if err == nil {
-			s.values, s.seen, s.touch = rec.Values, now, false
+			s.values, s.seen, s.touch, s.version = rec.Values, now, false, rec.Version
 			s.created, s.deadline = rec.Created, rec.Deadline
 			if d := h.deadlineCap(rec.Created, s.lifeSet); d.Before(s.deadline) {
 				s.deadline = d
@@ -145,6 +148,10 @@ func (m serverMode) merge(ctx context.Context, h *Handler, s *session, patch map
 		if !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
+		if s.cond != nil && s.cond.mustExist {
+			s.id, s.key = "", ""
+			return errNoSessionPrecondition
+		}
 		// Destroyed or rotated since it was loaded: never revive it, and
 		// create nothing for an empty write.
 		if len(patch) == 0 {
@@ -155,20 +162,44 @@ func (m serverMode) merge(ctx context.Context, h *Handler, s *session, patch map
 	if s.rotated {
 		return errRotatedAway
 	}
+	if s.cond != nil && s.cond.mustExist {
+		return errNoSessionPrecondition
+	}
 	id := cookie.NewID()
 	key := storage.Key(id)
 	opts.Create, opts.Deadline, opts.Confirm = true, h.deadlineFor(now), false
+	opts.Version = storage.NewVersion()
 	rec, err := m.store.Merge(ctx, key, patch, opts)
 	if err != nil {
 		return err
 	}
 	s.id, s.key, s.refCache, s.born = id, key, "", true
 	s.browser, s.lifeSet = false, time.Time{}
-	s.values, s.created, s.deadline, s.seen = rec.Values, rec.Created, rec.Deadline, now
+	s.values, s.created, s.deadline, s.seen, s.version = rec.Values, rec.Created, rec.Deadline, now, rec.Version
 	s.issue, s.expire, s.touch = true, false, false
 	h.ops.metrics.count(evCreated)
 	h.ops.metrics.count(evWritten)
 	h.debugSession("session created", s, zap.Int("keys", len(patch)))
+	return nil
+}
+
+func (m serverMode) removeVersion(ctx context.Context, h *Handler, s *session, version uint64) error {
+	d, _ := m.store.(storage.VersionedDeleter) // the instrumented store always is one
+	err := d.DeleteVersion(ctx, s.key, version)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return errNoSessionPrecondition
+	case err != nil:
+		return err
+	}
+	if m.moving && h.prev.store != nil {
+		// The session came from the store; a copy in the previous one
+		// would be a leftover of a failed move.
+		if perr := h.prev.store.Delete(ctx, s.key); perr != nil {
+			h.logger.Error("previous_store failed to delete a destroyed session's leftover copy; it lives until its TTL",
+				zap.String("store", h.prev.name), zap.Error(perr))
+		}
+	}
 	return nil
 }
 

@@ -184,7 +184,7 @@ func (m serverMode) moveFromCookie(ctx context.Context, h *Handler, s *session, 
 		m.moveFailed(h, s, v, err)
 		return
 	}
-	rec := &storage.Record{Values: p.Values, Created: created, Deadline: deadline, Audience: s.audience}
+	rec := &storage.Record{Values: p.Values, Created: created, Deadline: deadline, Audience: s.audience, Version: p.Version}
 	moved, err := m.moveIn(ctx, h, v.storeKey, rec, now)
 	if err != nil {
 		if !errors.Is(err, storage.ErrExists) {
@@ -212,6 +212,7 @@ func (m serverMode) moveIn(ctx context.Context, h *Handler, key string, rec *sto
 	opts := h.mergeOptions(now)
 	opts.Create, opts.Exclusive, opts.NewTTL = true, true, 0
 	opts.Deadline, opts.Audience = rec.Deadline, rec.Audience
+	opts.Version = rec.Version // a move is no change: the ETag stays
 	// What the previous store held fit its limits; a smaller max_size or
 	// max_keys here must not drop the session on the floor.
 	opts.Limits = storage.Limits{MaxKeys: len(rec.Values) + h.MaxKeys, MaxSize: 1 << 30}
@@ -249,6 +250,7 @@ func (m serverMode) openMoved(ctx context.Context, h *Handler, s *session, v *ve
 // opened gives s a session read or written by a move.
 func (serverMode) opened(h *Handler, s *session, v *verifiedCookie, rec *storage.Record, now time.Time) {
 	s.id, s.key, s.values, s.created, s.deadline, s.stale = v.id, v.storeKey, rec.Values, rec.Created, rec.Deadline, v.stale
+	s.version = rec.Version
 	s.browser, s.lifeSet = v.browser, v.lifeSet // maxage.go: they travel in the cookie
 	if d := h.deadlineCap(rec.Created, s.lifeSet); d.Before(s.deadline) {
 		s.deadline = d

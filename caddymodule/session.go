@@ -30,18 +30,20 @@ type session struct {
 	lifeSet  time.Time // when X-Session-Max-Age set deadline; zero: never (maxage.go)
 	browser  bool      // a browser-session cookie: no Max-Age, no Expires
 
-	present     []int    // chunk indexes the request carried
-	deferLoad   bool     // server stores: leave the load to the write (API writes)
-	hadValue    bool     // the request carried a session cookie at all
-	born        bool     // created by this request (not confirmed by it)
-	rotated     bool     // the cookie's ID was rotated away moments ago (rotated.go)
-	failedKey   string   // store key of the cookie's session when the load failed
-	stale       bool     // verified by an older secret only: re-issue
-	touch       bool     // record the use (throttled idle refresh)
-	issue       bool     // send the session cookie
-	expire      bool     // expire the session cookie(s)
-	storeErr    error    // the store failed while loading
-	expireOther []string // other cookies to expire (imported ones)
+	present     []int      // chunk indexes the request carried
+	deferLoad   bool       // server stores: leave the load to the write (API writes)
+	hadValue    bool       // the request carried a session cookie at all
+	born        bool       // created by this request (not confirmed by it)
+	rotated     bool       // the cookie's ID was rotated away moments ago (rotated.go)
+	version     uint64     // the session's Record.Version (version.go)
+	cond        *condition // the API write's If-Match / If-None-Match (version.go)
+	failedKey   string     // store key of the cookie's session when the load failed
+	stale       bool       // verified by an older secret only: re-issue
+	touch       bool       // record the use (throttled idle refresh)
+	issue       bool       // send the session cookie
+	expire      bool       // expire the session cookie(s)
+	storeErr    error      // the store failed while loading
+	expireOther []string   // other cookies to expire (imported ones)
 	refCache    string
 	codec       *cookie.Codec
 }
@@ -178,7 +180,16 @@ func (h *Handler) destroy(ctx context.Context, s *session) error {
 	if s.exists() {
 		key = s.key
 	}
-	err := h.mode.remove(ctx, h, key)
+	var err error
+	if c := s.cond; c != nil && c.check && s.exists() {
+		// DELETE with If-Match: only that version, checked in the store;
+		// a refusal leaves everything as it is.
+		if err = h.mode.removeVersion(ctx, h, s, c.version); isPrecondition(err) {
+			return err
+		}
+	} else {
+		err = h.mode.remove(ctx, h, key)
+	}
 	if err != nil {
 		h.logger.Error("session store failed to destroy a session: its cookie is expired, but the stored session may live until its TTL",
 			zap.String("store", h.storeName), zap.String("operation", "delete"), zap.Error(err))

@@ -10,6 +10,8 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,6 +86,13 @@ type Record struct {
 	// session is New, at most Created + the new-session TTL.
 	Expires time.Time `json:"expires"`
 
+	// Version identifies the session's data: a Merge that creates the
+	// session sets it to MergeOptions.Version, and every Merge with a
+	// non-empty patch adds one; Touch, Confirm, Rotate and a Merge with an
+	// empty patch keep it. The handler shows it as the API's ETag. A
+	// record written before versions existed reads as 0.
+	Version uint64 `json:"version,omitempty"`
+
 	// Audience is the site the session belongs to (the handler's audience:
 	// a host name, a cookie domain or a configured name), set when the
 	// session is created and kept by Rotate. The cookie's signature is what
@@ -106,6 +115,19 @@ func (r *Record) Live(now time.Time) bool {
 type MergeOptions struct {
 	// Create allows Merge to create the session when none is stored.
 	Create bool
+
+	// Version is the Record.Version of a session that Merge creates. The
+	// handler draws it at random (see NewVersion), so that versions of
+	// different sessions do not meet.
+	Version uint64
+
+	// CheckVersion makes the Merge conditional (the API's If-Match): it
+	// applies only to a live session whose Version is IfVersion, checked
+	// atomically with the write. Otherwise Merge changes nothing and
+	// returns ErrNotFound when there is no live session (Create is then
+	// ignored), or a *VersionError holding the current record.
+	CheckVersion bool
+	IfVersion    uint64
 
 	// Exclusive, with Create, makes Merge only create: when a live
 	// session is stored under the key, Merge changes nothing and returns
@@ -194,6 +216,45 @@ type Confirmer interface {
 // session away from (see Store.Rotate and ErrRotated).
 const RotationGrace = 60 * time.Second
 
+// VersionError is what a conditional Merge (MergeOptions.CheckVersion)
+// or DeleteVersion returns when the stored session is at another version.
+type VersionError struct {
+	// Current is the stored session, as Load would return it.
+	Current *Record
+}
+
+// Error says what happened.
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("session is at version %d, not the one the write expected", e.Current.Version)
+}
+
+// NextVersion is the Version a Merge of patch gives a stored session at
+// version cur: cur + 1, or cur for an empty patch.
+func NextVersion(cur uint64, patch map[string]json.RawMessage) uint64 {
+	if len(patch) == 0 {
+		return cur
+	}
+	return cur + 1
+}
+
+// MaxInitialVersion bounds a created session's Version (52 bits), so that
+// stores that count in floating point (Lua in Redis) or in signed 64-bit
+// integers (PostgreSQL's bigint) stay exact for as many writes as a
+// session can take.
+const MaxInitialVersion = 1<<52 - 1
+
+// VersionedDeleter is an optional interface of a Store: a delete that
+// happens only when the session is at a version (the API's DELETE with
+// If-Match), checked atomically. The built-in stores implement it; the
+// handler answers such a DELETE with 412 for a store that does not.
+type VersionedDeleter interface {
+	// DeleteVersion removes the live session under key if its Version is
+	// version. It returns ErrNotFound when there is none (ErrRotated for a
+	// key rotated away moments ago), and a *VersionError holding the
+	// current record when it is at another version.
+	DeleteVersion(ctx context.Context, key string, version uint64) error
+}
+
 // Errors a Store returns. Wrap them with fmt.Errorf("...: %w", err) to add
 // context; callers test them with errors.Is.
 var (
@@ -213,3 +274,11 @@ var (
 	// time. The handler applies its on_store_error policy.
 	ErrUnavailable = errors.New("session store unavailable")
 )
+
+// NewVersion returns a random initial Version for a session being
+// created, at most MaxInitialVersion.
+func NewVersion() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return binary.BigEndian.Uint64(b[:]) & MaxInitialVersion
+}

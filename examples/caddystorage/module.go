@@ -87,9 +87,10 @@ func (s *Store) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
-	_ caddy.Provisioner     = (*Store)(nil)
-	_ caddy.CleanerUpper    = (*Store)(nil)
-	_ caddyfile.Unmarshaler = (*Store)(nil)
-	_ storage.Store         = (*Store)(nil)
-	_ storage.Confirmer     = (*Store)(nil)
+	_ caddy.Provisioner        = (*Store)(nil)
+	_ caddy.CleanerUpper       = (*Store)(nil)
+	_ caddyfile.Unmarshaler    = (*Store)(nil)
+	_ storage.Store            = (*Store)(nil)
+	_ storage.Confirmer        = (*Store)(nil)
+	_ storage.VersionedDeleter = (*Store)(nil)
 )

@@ -31,6 +31,7 @@ type record struct {
 	Audience string                     `json:"audience,omitempty"`
 	NewUntil time.Time                  `json:"new_until,omitzero"`
 	Rotated  bool                       `json:"rotated,omitempty"` // a tombstone of Rotate, until Expires
+	Ver      uint64                     `json:"ver,omitempty"`     // storage.Record.Version
 	Values   map[string]json.RawMessage `json:"values"`
 }
 
@@ -63,6 +64,7 @@ func encode(s session) ([]byte, error) {
 		Expires:  s.Expires.UTC(),
 		Audience: s.Audience,
 		Rotated:  s.rotated,
+		Ver:      s.Version,
 		Values:   s.Values,
 	}
 	if s.New {
@@ -95,7 +97,7 @@ func decode(data []byte) (session, error) {
 	return session{
 		Record: &storage.Record{
 			Values: r.Values, Created: r.Created, Deadline: r.Deadline, Expires: r.Expires,
-			Audience: r.Audience, New: !r.NewUntil.IsZero(),
+			Audience: r.Audience, New: !r.NewUntil.IsZero(), Version: r.Ver,
 		},
 		newUntil: r.NewUntil,
 		rotated:  r.Rotated,

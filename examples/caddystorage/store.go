@@ -159,7 +159,16 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if cur != nil && opts.Create && opts.Exclusive {
 		return nil, storage.ErrExists
 	}
-	next := session{Record: &storage.Record{Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience}}
+	if opts.CheckVersion {
+		// If-Match: only the session at that version.
+		if cur == nil {
+			return nil, storage.ErrNotFound
+		}
+		if cur.Version != opts.IfVersion {
+			return nil, &storage.VersionError{Current: cur.Record}
+		}
+	}
+	next := session{Record: &storage.Record{Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience, Version: opts.Version}}
 	var current map[string]json.RawMessage
 	if cur == nil {
 		// A session created while the handler keeps new sessions apart
@@ -171,6 +180,7 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 		// A merge keeps the audience, and keeps a New session New (and
 		// within its new-session end) unless it confirms it.
 		current, next.Created, next.Deadline, next.Audience = cur.Values, cur.Created, cur.Deadline, cur.Audience
+		next.Version = storage.NextVersion(cur.Version, patch)
 		if cur.New && !opts.Confirm {
 			next.New, next.newUntil = true, cur.newUntil
 		}
@@ -263,6 +273,32 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	defer unlock()
+	return s.remove(ctx, key)
+}
+
+// DeleteVersion removes the live session under key if it is at version
+// (storage.VersionedDeleter), under the session's lock.
+func (s *Store) DeleteVersion(ctx context.Context, key string, version uint64) error {
+	if err := validKey(key); err != nil {
+		return err
+	}
+	unlock, err := s.lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, _, err := s.read(ctx, key)
+	now := time.Now()
+	switch {
+	case err != nil:
+		return err
+	case rec.rotated && rec.unexpired(now):
+		return storage.ErrRotated
+	case !rec.Live(now):
+		return storage.ErrNotFound
+	case rec.Version != version:
+		return &storage.VersionError{Current: rec.Record}
+	}
 	return s.remove(ctx, key)
 }
 

@@ -30,6 +30,7 @@ type fileRecord struct {
 	Audience string                     `json:"audience,omitempty"`
 	New      bool                       `json:"new,omitempty"`
 	NewUntil time.Time                  `json:"new_until,omitzero"`
+	Ver      uint64                     `json:"ver,omitempty"` // Record.Version
 	Values   map[string]json.RawMessage `json:"values"`
 }
 
@@ -68,6 +69,7 @@ func encode(st stored) ([]byte, error) {
 		Expires:  st.Expires.UTC(),
 		Audience: st.Audience,
 		New:      st.New,
+		Ver:      st.Version,
 		Values:   st.Values,
 	}
 	if st.New && !st.newUntil.IsZero() {
@@ -102,7 +104,7 @@ func decode(data []byte) (stored, error) {
 	}
 	st := stored{Record: &storage.Record{
 		Values: f.Values, Created: f.Created, Deadline: f.Deadline, Expires: f.Expires,
-		Audience: f.Audience, New: f.New,
+		Audience: f.Audience, New: f.New, Version: f.Ver,
 	}}
 	if f.New {
 		st.newUntil = f.NewUntil

@@ -215,8 +215,16 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if cur.Record != nil && opts.Create && opts.Exclusive {
 		return nil, storage.ErrExists
 	}
+	if opts.CheckVersion {
+		if cur.Record == nil {
+			return nil, storage.ErrNotFound
+		}
+		if cur.Version != opts.IfVersion {
+			return nil, &storage.VersionError{Current: cur.Record}
+		}
+	}
 	var current map[string]json.RawMessage
-	next := stored{Record: &storage.Record{Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience}}
+	next := stored{Record: &storage.Record{Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience, Version: opts.Version}}
 	switch {
 	case cur.Record == nil:
 		// Created New when the handler keeps new sessions apart, whatever
@@ -227,6 +235,7 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	default:
 		current = cur.Values
 		next.Created, next.Deadline, next.Audience = cur.Created, cur.Deadline, cur.Audience
+		next.Version = storage.NextVersion(cur.Version, patch)
 		if cur.New && !opts.Confirm {
 			next.New, next.newUntil = true, cur.newCap()
 		}
@@ -319,6 +328,35 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	defer unlock()
+	return s.remove(p)
+}
+
+// DeleteVersion removes the live session under key if it is at version
+// (storage.VersionedDeleter), under the subfolder's lock.
+func (s *Store) DeleteVersion(ctx context.Context, key string, version uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	unlock, err := s.lock(p.shard)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, err := s.read(p, true)
+	switch {
+	case err != nil:
+		return err
+	case cur.Record == nil && s.rotatedAway(p):
+		return storage.ErrRotated
+	case cur.Record == nil || !cur.Live(s.opts.Now()):
+		return storage.ErrNotFound
+	case cur.Version != version:
+		return &storage.VersionError{Current: cur.Record}
+	}
 	return s.remove(p)
 }
 
@@ -453,6 +491,7 @@ func unavailable(what string, err error) error {
 }
 
 var (
-	_ storage.Store     = (*Store)(nil)
-	_ storage.Confirmer = (*Store)(nil)
+	_ storage.Store            = (*Store)(nil)
+	_ storage.Confirmer        = (*Store)(nil)
+	_ storage.VersionedDeleter = (*Store)(nil)
 )

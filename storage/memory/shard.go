@@ -26,6 +26,7 @@ type entry struct {
 	key keyBytes
 	// created, deadline and expires are Unix nanoseconds.
 	created, deadline, expires int64
+	version                    uint64 // Record.Version
 	prev, next                 ref    // the shard's list the entry is in (new or confirmed)
 	aud                        uint32 // Record.Audience, interned (audience.go); 0 is ""
 	new                        bool   // Record.New: in the new list, not the confirmed one

@@ -241,7 +241,7 @@ func (s *Store) Load(_ context.Context, key string) (*storage.Record, error) {
 	// with a new one), so it can be decoded after the lock is released.
 	// The audience's name is read under the lock, while the entry holds
 	// its id (audiences).
-	data, created, deadline, expires, isNew := sh.data[r], e.created, e.deadline, e.expires, e.new
+	data, created, deadline, expires, isNew, version := sh.data[r], e.created, e.deadline, e.expires, e.new, e.version
 	aud := s.auds.name(e.aud)
 	sh.mu.Unlock()
 	return &storage.Record{
@@ -251,7 +251,22 @@ func (s *Store) Load(_ context.Context, key string) (*storage.Record, error) {
 		Expires:  time.Unix(0, expires),
 		Audience: aud,
 		New:      isNew,
+		Version:  version,
 	}, nil
+}
+
+// record returns entry r of sh as a Record (sh locked).
+func (s *Store) record(sh *shard, r ref) *storage.Record {
+	e := &sh.entries[r]
+	return &storage.Record{
+		Values:   s.names.decode(sh.data[r]),
+		Created:  time.Unix(0, e.created),
+		Deadline: time.Unix(0, e.deadline),
+		Expires:  time.Unix(0, e.expires),
+		Audience: s.auds.name(e.aud),
+		New:      e.new,
+		Version:  e.version,
+	}
 }
 
 // Merge applies patch to the session under key; see storage.Store. The
@@ -284,6 +299,14 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 	if r != 0 && opts.Create && opts.Exclusive {
 		return nil, storage.ErrExists
 	}
+	if opts.CheckVersion {
+		if r == 0 {
+			return nil, storage.ErrNotFound
+		}
+		if sh.entries[r].version != opts.IfVersion {
+			return nil, &storage.VersionError{Current: s.record(sh, r)}
+		}
+	}
 	var current map[string]json.RawMessage
 	if r != 0 {
 		current = s.names.decode(sh.data[r])
@@ -304,7 +327,7 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 		if !opts.SetDeadline.IsZero() {
 			deadline = opts.SetDeadline
 		}
-		e = entry{key: k, created: opts.Now.UnixNano(), deadline: deadline.UnixNano(), new: opts.NewTTL > 0}
+		e = entry{key: k, created: opts.Now.UnixNano(), deadline: deadline.UnixNano(), new: opts.NewTTL > 0, version: opts.Version}
 		e.expires = opts.ExpiresOf(opts.Now, deadline, e.new).UnixNano()
 		if e.live(now) { // a session born dead would only evict a live one
 			e.aud = s.auds.acquire(opts.Audience)
@@ -312,6 +335,7 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 		}
 	} else {
 		p := &sh.entries[r]
+		p.version = storage.NextVersion(p.version, patch)
 		confirm := p.new && opts.Confirm
 		if !opts.SetDeadline.IsZero() {
 			p.deadline = opts.SetDeadline.UnixNano()
@@ -340,6 +364,7 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 		Expires:  time.Unix(0, e.expires),
 		Audience: s.auds.name(e.aud),
 		New:      e.new,
+		Version:  e.version,
 	}, nil
 }
 
@@ -414,6 +439,31 @@ func (s *Store) Delete(_ context.Context, key string) error {
 		s.remove(sh, r)
 	}
 	sh.mu.Unlock()
+	return nil
+}
+
+// DeleteVersion removes the live session under key if it is at version
+// (storage.VersionedDeleter).
+func (s *Store) DeleteVersion(_ context.Context, key string, version uint64) error {
+	k := parseKey(key)
+	sh := s.shard(&k)
+	now := s.now().UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	r := sh.get(&k)
+	if r != 0 && !sh.entries[r].live(now) {
+		s.remove(sh, r)
+		r = 0
+	}
+	switch {
+	case r == 0 && sh.rotatedAway(&k, now):
+		return storage.ErrRotated
+	case r == 0:
+		return storage.ErrNotFound
+	case sh.entries[r].version != version:
+		return &storage.VersionError{Current: s.record(sh, r)}
+	}
+	s.remove(sh, r)
 	return nil
 }
 
@@ -584,6 +634,7 @@ func (s *Store) remove(sh *shard, r ref) {
 }
 
 var (
-	_ storage.Store     = (*Store)(nil)
-	_ storage.Confirmer = (*Store)(nil)
+	_ storage.Store            = (*Store)(nil)
+	_ storage.Confirmer        = (*Store)(nil)
+	_ storage.VersionedDeleter = (*Store)(nil)
 )

@@ -16,7 +16,8 @@
 //	    expires   timestamptz NOT NULL,     -- idle expiry, never after deadline
 //	    audience  text NOT NULL DEFAULT '', -- the site the session belongs to
 //	    new_until timestamptz,              -- not null while the session is New: the latest expiry it may have
-//	    rotated   boolean NOT NULL DEFAULT false -- a key Rotate moved the session away from (until expires)
+//	    rotated   boolean NOT NULL DEFAULT false, -- a key Rotate moved the session away from (until expires)
+//	    version   bigint NOT NULL DEFAULT 0 -- changes with the values: the API's ETag
 //	);
 //	CREATE INDEX caddy_sessions_expires_idx ON caddy_sessions (expires);
 //
@@ -133,10 +134,11 @@ type Store struct {
 }
 
 var (
-	_ storage.Store     = (*Store)(nil)
-	_ storage.Confirmer = (*Store)(nil)
-	_ storage.Counter   = (*Store)(nil)
-	_ storage.Indexer   = (*Store)(nil)
+	_ storage.Store            = (*Store)(nil)
+	_ storage.Confirmer        = (*Store)(nil)
+	_ storage.VersionedDeleter = (*Store)(nil)
+	_ storage.Counter          = (*Store)(nil)
+	_ storage.Indexer          = (*Store)(nil)
 )
 
 // New returns a Store. It never connects: the pool dials on first use, so
@@ -244,7 +246,8 @@ func (s *Store) ensureTable(ctx context.Context) error {
 	expires   timestamptz NOT NULL,
 	audience  text NOT NULL DEFAULT '',
 	new_until timestamptz,
-	rotated   boolean NOT NULL DEFAULT false
+	rotated   boolean NOT NULL DEFAULT false,
+	version   bigint NOT NULL DEFAULT 0
 )`); err != nil {
 			return err
 		}
@@ -298,6 +301,7 @@ type row struct {
 	audience                   string
 	newUntil                   *time.Time
 	rotated                    bool // a tombstone of Rotate
+	version                    int64
 }
 
 func (r *row) record() (*storage.Record, error) {
@@ -307,11 +311,11 @@ func (r *row) record() (*storage.Record, error) {
 	}
 	return &storage.Record{
 		Values: v, Created: r.created, Deadline: r.deadline, Expires: r.expires,
-		Audience: r.audience, New: r.newUntil != nil,
+		Audience: r.audience, New: r.newUntil != nil, Version: uint64(r.version),
 	}, nil
 }
 
-const cols = `vals, created, deadline, expires, audience, new_until, rotated`
+const cols = `vals, created, deadline, expires, audience, new_until, rotated, version`
 
 // unexpired is the condition of a row whose time has not run out at @now;
 // live, of one that may be served (not a tombstone of Rotate).
@@ -322,7 +326,7 @@ const (
 
 func scanRow(r pgx.Row) (*row, error) {
 	var x row
-	if err := r.Scan(&x.vals, &x.created, &x.deadline, &x.expires, &x.audience, &x.newUntil, &x.rotated); err != nil {
+	if err := r.Scan(&x.vals, &x.created, &x.deadline, &x.expires, &x.audience, &x.newUntil, &x.rotated, &x.version); err != nil {
 		return nil, err
 	}
 	return &x, nil
@@ -388,7 +392,9 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 func refusal(err error) bool {
 	var ke *storage.KeyError
 	var le *storage.LimitError
+	var ve *storage.VersionError
 	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrExists) || errors.Is(err, storage.ErrUnavailable) ||
+		errors.As(err, &ve) ||
 		errors.As(err, &ke) || errors.As(err, &le)
 }
 
@@ -430,9 +436,21 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 	if cur != nil && opts.Create && opts.Exclusive {
 		return nil, storage.ErrExists
 	}
+	if opts.CheckVersion {
+		if cur == nil {
+			return nil, storage.ErrNotFound
+		}
+		if uint64(cur.version) != opts.IfVersion {
+			rec, err := cur.record()
+			if err != nil {
+				return nil, unavailable("merge", err)
+			}
+			return nil, &storage.VersionError{Current: rec}
+		}
+	}
 
 	var current map[string]json.RawMessage
-	next := row{created: micro(opts.Now), deadline: micro(opts.Deadline), audience: opts.Audience}
+	next := row{created: micro(opts.Now), deadline: micro(opts.Deadline), audience: opts.Audience, version: int64(opts.Version)}
 	if cur == nil {
 		if opts.NewTTL > 0 {
 			nu := micro(opts.Now.Add(opts.NewTTL))
@@ -443,6 +461,7 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 			return nil, unavailable("merge", err)
 		}
 		next.created, next.deadline, next.audience = cur.created, cur.deadline, cur.audience
+		next.version = int64(storage.NextVersion(uint64(cur.version), patch))
 		if cur.newUntil != nil && !opts.Confirm {
 			next.newUntil = cur.newUntil
 		}
@@ -465,16 +484,17 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 	args := pgx.NamedArgs{
 		"key": key, "vals": next.vals, "created": next.created, "deadline": next.deadline,
 		"expires": next.expires, "audience": next.audience, "new_until": next.newUntil, "rotated": false,
+		"version": next.version,
 	}
 	if exists {
 		_, err = tx.Exec(ctx, `UPDATE `+s.table+` SET vals = @vals, created = @created, deadline = @deadline,
-	expires = @expires, audience = @audience, new_until = @new_until, rotated = false WHERE key = @key`, args)
+	expires = @expires, audience = @audience, new_until = @new_until, rotated = false, version = @version WHERE key = @key`, args)
 		if err != nil {
 			return nil, unavailable("merge", err)
 		}
 	} else {
 		tag, err := tx.Exec(ctx, `INSERT INTO `+s.table+` (key, `+cols+`)
-	VALUES (@key, @vals, @created, @deadline, @expires, @audience, @new_until, @rotated) ON CONFLICT (key) DO NOTHING`, args)
+	VALUES (@key, @vals, @created, @deadline, @expires, @audience, @new_until, @rotated, @version) ON CONFLICT (key) DO NOTHING`, args)
 		if err != nil {
 			return nil, unavailable("merge", err)
 		}
@@ -484,7 +504,7 @@ func (s *Store) merge(ctx context.Context, tx pgx.Tx, key string, patch map[stri
 	}
 	return &storage.Record{
 		Values: values, Created: next.created, Deadline: next.deadline, Expires: next.expires,
-		Audience: next.audience, New: next.newUntil != nil,
+		Audience: next.audience, New: next.newUntil != nil, Version: uint64(next.version),
 	}, nil
 }
 
@@ -572,7 +592,7 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 			until = expires
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO `+s.table+` (key, `+cols+`)
-	VALUES (@old, '{}', @now, @until, @until, '', NULL, true)`, pgx.NamedArgs{"old": oldKey, "now": micro(now), "until": until})
+	VALUES (@old, '{}', @now, @until, @until, '', NULL, true, 0)`, pgx.NamedArgs{"old": oldKey, "now": micro(now), "until": until})
 		return err
 	})
 	switch {
@@ -582,6 +602,49 @@ func (s *Store) Rotate(ctx context.Context, oldKey, newKey string) error {
 		return unavailable("rotate", err)
 	}
 	return nil
+}
+
+// DeleteVersion removes the live session under key if it is at version
+// (storage.VersionedDeleter): one short transaction that locks the row.
+func (s *Store) DeleteVersion(ctx context.Context, key string, version uint64) error {
+	ctx, cancel, err := s.begin(ctx, "delete")
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	var refused error
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		now := time.Now()
+		cur, err := scanRow(tx.QueryRow(ctx, `SELECT `+cols+` FROM `+s.table+` WHERE key = @key AND `+unexpired+` FOR UPDATE`,
+			pgx.NamedArgs{"key": key, "now": now}))
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			if s.rotatedAway(ctx, tx, key, now) {
+				refused = storage.ErrRotated
+			} else {
+				refused = storage.ErrNotFound
+			}
+			return nil
+		case err != nil:
+			return err
+		case cur.rotated:
+			refused = storage.ErrRotated
+			return nil
+		case uint64(cur.version) != version:
+			rec, err := cur.record()
+			if err != nil {
+				return err
+			}
+			refused = &storage.VersionError{Current: rec}
+			return nil
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM `+s.table+` WHERE key = $1`, key)
+		return err
+	})
+	if err != nil {
+		return unavailable("delete", err)
+	}
+	return refused
 }
 
 // Count returns how many live sessions the table holds (storage.Counter),

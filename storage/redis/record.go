@@ -18,6 +18,7 @@ const (
 	fieldRotated  = "rotated"
 	fieldAudience = "aud"
 	fieldNew      = "new"
+	fieldVersion  = "ver"
 	valuePrefix   = "v:"
 )
 
@@ -51,6 +52,9 @@ func decodeHash(h map[string]string) (*storage.Record, bool) {
 		Audience: h[fieldAudience],
 	}
 	_, rec.New = h[fieldNew]
+	if v, ok := h[fieldVersion]; ok {
+		rec.Version, _ = strconv.ParseUint(v, 10, 64)
+	}
 	var ok [3]bool
 	rec.Created, ok[0] = parseNanos(h[fieldCreated])
 	rec.Deadline, ok[1] = parseNanos(h[fieldDeadline])
@@ -66,11 +70,12 @@ func decodeHash(h map[string]string) (*storage.Record, bool) {
 	return rec, true
 }
 
-// decodeMerge builds a Record from mergeScript's "ok" reply: created,
-// deadline, expires, audience, "1" when New, then name/value pairs.
+// decodeMerge builds a Record from mergeScript's "ok" (or "version")
+// reply: created, deadline, expires, audience, "1" when New, the version,
+// then name/value pairs.
 func decodeMerge(res []any) (*storage.Record, error) {
-	const head = 6
-	if len(res) < head || len(res)%2 != 0 {
+	const head = 7
+	if len(res) < head || (len(res)-head)%2 != 0 {
 		return nil, fmt.Errorf("malformed reply of %d items", len(res))
 	}
 	var times [3]time.Time
@@ -84,6 +89,11 @@ func decodeMerge(res []any) (*storage.Record, error) {
 	}
 	aud, _ := res[4].(string)
 	isNew, _ := res[5].(string)
+	ver, _ := res[6].(string)
+	version, err := strconv.ParseUint(ver, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("malformed version %q", ver)
+	}
 	rec := &storage.Record{
 		Values:   make(map[string]json.RawMessage, (len(res)-head)/2),
 		Created:  times[0],
@@ -91,6 +101,7 @@ func decodeMerge(res []any) (*storage.Record, error) {
 		Expires:  times[2],
 		Audience: aud,
 		New:      isNew == "1",
+		Version:  version,
 	}
 	for i := head; i < len(res); i += 2 {
 		name, _ := res[i].(string)
@@ -124,6 +135,12 @@ func refusal(res []any) error {
 		return storage.ErrExists
 	case "rotated":
 		return storage.ErrRotated
+	case "version":
+		cur, err := decodeMerge(res)
+		if err != nil {
+			return fmt.Errorf("unexpected reply: %v", err)
+		}
+		return &storage.VersionError{Current: cur}
 	case "collision":
 		return &storage.KeyError{Key: str(1), Other: str(2)}
 	case "limit":

@@ -190,9 +190,14 @@ func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.Raw
 	if !opts.SetDeadline.IsZero() {
 		setDeadline = nanos(opts.SetDeadline)
 	}
-	args := make([]any, 0, 10+2*len(patch))
+	ifVersion := ""
+	if opts.CheckVersion {
+		ifVersion = strconv.FormatUint(opts.IfVersion, 10)
+	}
+	args := make([]any, 0, 12+2*len(patch))
 	args = append(args, create, nanos(now), nanos(opts.Deadline), idle,
-		strconv.Itoa(maxKeys), strconv.Itoa(maxSize), opts.Audience, newTTL, confirm, setDeadline)
+		strconv.Itoa(maxKeys), strconv.Itoa(maxSize), opts.Audience, newTTL, confirm, setDeadline,
+		strconv.FormatUint(opts.Version, 10), ifVersion)
 	for name, v := range patch {
 		if storage.IsNull(v) {
 			args = append(args, name, "")
@@ -272,6 +277,28 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return unavailable("delete", err)
 	}
 	return nil
+}
+
+// DeleteVersion removes the live session under key if it is at version
+// (storage.VersionedDeleter), in one script.
+func (s *Store) DeleteVersion(ctx context.Context, key string, version uint64) error {
+	defer s.evict(key)
+	res, err := deleteVersionScript.Run(ctx, s.client, []string{s.prefix + key},
+		nanos(time.Now()), strconv.FormatUint(version, 10)).Slice()
+	if err != nil {
+		return unavailable("delete", err)
+	}
+	if len(res) == 0 {
+		return unavailable("delete", errors.New("empty reply"))
+	}
+	if status, _ := res[0].(string); status == "ok" {
+		return nil
+	}
+	if err := refusal(res); isRefusal(err) {
+		return err
+	} else {
+		return unavailable("delete", err)
+	}
 }
 
 // Rotate moves the live session under oldKey to newKey, or returns
@@ -451,7 +478,9 @@ func unavailable(op string, err error) error {
 func isRefusal(err error) bool {
 	var ke *storage.KeyError
 	var le *storage.LimitError
-	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrExists) || errors.As(err, &ke) || errors.As(err, &le)
+	var ve *storage.VersionError
+	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrExists) || errors.As(err, &ke) || errors.As(err, &le) ||
+		errors.As(err, &ve)
 }
 
 // hasHashTag reports whether every key under prefix hashes to one Cluster
@@ -481,6 +510,7 @@ func escapeGlob(s string) string {
 }
 
 var (
-	_ storage.Store     = (*Store)(nil)
-	_ storage.Confirmer = (*Store)(nil)
+	_ storage.Store            = (*Store)(nil)
+	_ storage.Confirmer        = (*Store)(nil)
+	_ storage.VersionedDeleter = (*Store)(nil)
 )

@@ -129,13 +129,17 @@ end
 //	ARGV[9]  "1" to confirm a New session (clear 'new')
 //	ARGV[10] the session's new deadline (ns), created or not
 //	         (MergeOptions.SetDeadline), or "" to keep it
-//	ARGV[11…] name, value pairs; an empty value deletes the name
+//	ARGV[11] the version of a created session (decimal)
+//	ARGV[12] the version the session must be at (MergeOptions.IfVersion),
+//	         or "" for an unconditional merge
+//	ARGV[13…] name, value pairs; an empty value deletes the name
 //
 // It returns {"ok", created, deadline, expires, audience, "1"|"0" (New),
-// name, value, ...} with the whole resulting session, {"notfound"},
-// {"exists"}, {"rotated"} (a tombstone of Rotate), {"collision", key, other} or {"limit", "keys"|"size", limit,
-// got}. A
-// refused merge writes nothing. The checks mirror storage.Apply; names
+// version, name, value, ...} with the whole resulting session,
+// {"version", ...} laid out as "ok" with the current session when it is
+// at another version than ARGV[12], {"notfound"}, {"exists"}, {"rotated"}
+// (a tombstone of Rotate), {"collision", key, other} or {"limit",
+// "keys"|"size", limit, got}. A refused merge writes nothing. The checks mirror storage.Apply; names
 // were validated by the caller.
 var mergeScript = goredis.NewScript(luaLib + `
 local key = KEYS[1]
@@ -145,6 +149,19 @@ if meta.rotated ~= nil then return {'rotated'} end
 local fresh = not live
 local created, deadline, aud = meta.created, meta.deadline, meta.aud
 local cap = nil
+local ver = meta.ver or '0'
+if ARGV[12] ~= '' then
+  if fresh then return {'notfound'} end
+  if ver ~= ARGV[12] then
+    local isnew = '0'
+    if meta.new ~= nil then isnew = '1' end
+    local res = {'version', created, deadline, meta.expires, aud or '', isnew, ver}
+    for k, v in pairs(vals) do
+      table.insert(res, k); table.insert(res, v)
+    end
+    return res
+  end
+end
 if not fresh and ARGV[1] == '2' then return {'exists'} end
 if fresh then
   if ARGV[1] == '0' then return {'notfound'} end
@@ -161,7 +178,7 @@ if moved then deadline = ARGV[10] end
 
 local out = {}
 for k, v in pairs(vals) do out[k] = v end
-for i = 11, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   if ARGV[i + 1] == '' then out[ARGV[i]] = nil else out[ARGV[i]] = ARGV[i + 1] end
 end
 
@@ -173,7 +190,7 @@ for k in pairs(out) do
   if byhk[x] == nil then byhk[x] = {} end
   table.insert(byhk[x], k)
 end
-for i = 11, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   local k = ARGV[i]
   if ARGV[i + 1] ~= '' then
     for _, o in ipairs(byhk[hk(k)]) do
@@ -199,6 +216,13 @@ if cap ~= nil then expires = earlier(expires, cap) end
 local set = {'expires', expires}
 local del = {}
 if fresh then
+  ver = ARGV[11]
+  table.insert(set, 'ver'); table.insert(set, ver)
+elseif #ARGV >= 13 then
+  ver = string.format('%d', tonumber(ver) + 1)
+  table.insert(set, 'ver'); table.insert(set, ver)
+end
+if fresh then
   redis.call('DEL', key)
   table.insert(set, 'created'); table.insert(set, created)
   table.insert(set, 'deadline'); table.insert(set, deadline)
@@ -211,7 +235,7 @@ if cap ~= nil then
 elseif not fresh and meta.new ~= nil then
   table.insert(del, 'new')
 end
-for i = 11, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   local k, v = ARGV[i], ARGV[i + 1]
   if v ~= '' then
     table.insert(set, 'v:' .. k); table.insert(set, v)
@@ -225,11 +249,33 @@ redis.call('PEXPIREAT', key, ms(expires))
 
 local isnew = '0'
 if cap ~= nil then isnew = '1' end
-local res = {'ok', created, deadline, expires, aud or '', isnew}
+local res = {'ok', created, deadline, expires, aud or '', isnew, ver}
 for k, v in pairs(out) do
   table.insert(res, k); table.insert(res, v)
 end
 return res
+`)
+
+// deleteVersionScript deletes the live session at KEYS[1] if it is at
+// version ARGV[2], given now ARGV[1] (ns). It returns {"ok"}, {"notfound"},
+// {"rotated"}, or {"version", ...} laid out as mergeScript's "ok" with the
+// current session.
+var deleteVersionScript = goredis.NewScript(luaLib + `
+local _, meta, vals, live = read(KEYS[1], tonumber(ARGV[1]))
+if meta.rotated ~= nil then return {'rotated'} end
+if not live then return {'notfound'} end
+local ver = meta.ver or '0'
+if ver ~= ARGV[2] then
+  local isnew = '0'
+  if meta.new ~= nil then isnew = '1' end
+  local res = {'version', meta.created, meta.deadline, meta.expires, meta.aud or '', isnew, ver}
+  for k, v in pairs(vals) do
+    table.insert(res, k); table.insert(res, v)
+  end
+  return res
+end
+redis.call('DEL', KEYS[1])
+return {'ok'}
 `)
 
 // touchScript moves the expiry of the live session at KEYS[1] to ARGV[1]

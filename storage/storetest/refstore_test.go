@@ -87,7 +87,8 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 	if cur == nil && s.bug == "revive-expired" {
 		cur = s.m[key]
 	}
-	if s.bug == "lost-update" || (s.bug == "racy-create" || s.bug == "racy-exclusive") && cur == nil && opts.Create {
+	if s.bug == "lost-update" || (s.bug == "racy-create" || s.bug == "racy-exclusive") && cur == nil && opts.Create ||
+		s.bug == "version-racy" && opts.CheckVersion && cur != nil && cur.Version == opts.IfVersion {
 		// Read, let the others run, then write what was read plus the
 		// patch.
 		if cur != nil {
@@ -107,6 +108,14 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 	if cur != nil && opts.Create && opts.Exclusive && s.bug != "exclusive-ignored" {
 		return nil, storage.ErrExists
 	}
+	if opts.CheckVersion && s.bug != "version-ignored" {
+		if cur == nil {
+			return nil, storage.ErrNotFound
+		}
+		if cur.Version != opts.IfVersion && s.bug != "version-racy" {
+			return nil, &storage.VersionError{Current: clone(cur)}
+		}
+	}
 	var current map[string]json.RawMessage
 	if cur != nil {
 		current = cur.Values
@@ -122,9 +131,16 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 		values = maps.Clone(patch)
 		maps.DeleteFunc(values, func(_ string, v json.RawMessage) bool { return storage.IsNull(v) })
 	}
-	r := &storage.Record{Values: values, Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience, New: opts.NewTTL > 0}
+	r := &storage.Record{Values: values, Created: opts.Now, Deadline: opts.Deadline, Audience: opts.Audience, New: opts.NewTTL > 0,
+		Version: opts.Version}
 	if cur != nil && s.bug != "reset-deadline" {
 		r.Created, r.Deadline = cur.Created, cur.Deadline
+	}
+	if cur != nil {
+		r.Version = storage.NextVersion(cur.Version, patch)
+		if s.bug == "version-not-bumped" {
+			r.Version = cur.Version
+		}
 	}
 	if !opts.SetDeadline.IsZero() && s.bug != "set-deadline-ignored" && (cur == nil || s.bug != "set-deadline-create-only") {
 		r.Deadline = opts.SetDeadline
@@ -320,6 +336,22 @@ func (s *refStore) Delete(_ context.Context, key string) error {
 	return nil
 }
 
+func (s *refStore) DeleteVersion(_ context.Context, key string, version uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.live(key)
+	switch {
+	case r == nil && s.rotatedAway(key):
+		return storage.ErrRotated
+	case r == nil:
+		return storage.ErrNotFound
+	case r.Version != version && s.bug != "delete-version-ignored":
+		return &storage.VersionError{Current: clone(r)}
+	}
+	delete(s.m, key)
+	return nil
+}
+
 func (s *refStore) Rotate(_ context.Context, oldKey, newKey string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -351,8 +383,9 @@ func (s *refStore) Rotate(_ context.Context, oldKey, newKey string) error {
 }
 
 var (
-	_ storage.Store     = (*refStore)(nil)
-	_ storage.Confirmer = (*refStore)(nil)
-	_ storage.Counter   = (*refStore)(nil)
-	_ storage.Indexer   = (*refStore)(nil)
+	_ storage.Store            = (*refStore)(nil)
+	_ storage.Confirmer        = (*refStore)(nil)
+	_ storage.VersionedDeleter = (*refStore)(nil)
+	_ storage.Counter          = (*refStore)(nil)
+	_ storage.Indexer          = (*refStore)(nil)
 )

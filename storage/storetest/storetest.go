@@ -12,7 +12,7 @@
 //
 // The subtests, by name (stable, for -run and -skip): LoadMissing,
 // MergeMissingWithoutCreate, MergeCreate, MergeSemantics, MergeRejected,
-// Isolation, Touch, Delete, Rotate, RotationGrace, LargeValue, ManySessions,
+// Isolation, Touch, Delete, Rotate, RotationGrace, Versions, LargeValue, ManySessions,
 // ConcurrentMerge, ConcurrentCreate, ExclusiveCreate, NoResurrectionAfterDelete,
 // NoResurrectionAfterRotate, Audience, NewSession, Confirm, Counts,
 // ExpiryIdle, ExpiryDeadline, ExpiryExtended, SetDeadline,
@@ -173,6 +173,7 @@ var cases = []struct {
 	{"Delete", false, testDelete},
 	{"Rotate", false, testRotate},
 	{"RotationGrace", false, testRotationGrace},
+	{"Versions", false, testVersions},
 	{"LargeValue", false, testLargeValue},
 	{"ManySessions", false, testManySessions},
 	{"ConcurrentMerge", false, testConcurrentMerge},
