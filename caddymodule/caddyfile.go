@@ -67,6 +67,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error)
 //		}
 //		idle_timeout    <duration>
 //		api_path        <path>|off
+//		client_script   on|off
 //		client_writable <key...>
 //		client_readable <key...>|*
 //		trusted_origins <origin...>
@@ -122,6 +123,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.APIPath = v
 			}
 			return nil
+		},
+		"client_script": func(d *caddyfile.Dispenser) error {
+			on, err := parseSwitch(d)
+			h.DisableClientScript = !on
+			return err
 		},
 		"client_writable": addKeys(&h.ClientWritable, false),
 		"client_readable": addKeys(&h.ClientReadable, true),

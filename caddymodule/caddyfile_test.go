@@ -33,6 +33,7 @@ func TestCaddyfileAdaptFull(t *testing.T) {
 		}
 		idle_timeout 30m
 		api_path /api/session
+		client_script off
 		client_writable countryCode cart
 		client_readable *
 		trusted_origins https://shop.example.com http://localhost:3000
@@ -51,7 +52,7 @@ func TestCaddyfileAdaptFull(t *testing.T) {
 	handler := sessionHandler(t, out)
 	want := `{"api_path":"/api/session","client_readable":["*"],"client_writable":["countryCode","cart"],` +
 		`"cookie":{"http_only":false,"max_age":43200000000000,"name":"__Host-sid","path":"/","same_site":"strict","secure":"on"},` +
-		`"forward":["countryCode","customerId"],"handler":"session","idle_timeout":1800000000000,"max_body":16384,"max_keys":10,` +
+		`"disable_client_script":true,"forward":["countryCode","customerId"],"handler":"session","idle_timeout":1800000000000,"max_body":16384,"max_keys":10,` +
 		`"max_size":32768,"on_store_error":"fail_closed","secrets":["0123456789abcdef0123456789abcdef","{env.OLD_SECRET}"],` +
 		`"store":{"backend":"cookie","max_chunks":3},"trusted_origins":["https://shop.example.com","http://localhost:3000"],"vary_cookie":false}`
 	var exp any
@@ -112,6 +113,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"unknown store", "store nowhere", "http.session.stores.nowhere"},
 		{"store cookie bad chunks", "store cookie {\n\t\t\tmax_chunks 0\n\t\t}", `max_chunks "0"`},
 		{"vary bad", "vary_cookie maybe", `vary_cookie "maybe"`},
+		{"client_script bad", "client_script maybe", `client_script "maybe"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := adapt(t, ":8080 {\n\tsession {\n\t\t"+tc.body+"\n\t}\n}\n")

@@ -24,6 +24,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	s := &rw.s
 	exact, sub := h.apiRoute(r.URL.Path)
+	if sub && h.serveClientScript(w, r) {
+		return nil
+	}
 	s.deferLoad = exact && h.mode.defersLoad() && (r.Method == http.MethodPost || r.Method == http.MethodPatch) &&
 		writeCondition(r).defersLoad()
 	h.load(r, now, s)

@@ -76,6 +76,12 @@ type Handler struct {
 	// like any other.
 	DisableAPI bool `json:"disable_api,omitempty"`
 
+	// Turns off the browser client, the ES module that the handler serves
+	// at <api_path>/client.js (get, set, update, destroy, subscribe); that
+	// path then answers 404 like every other path under the API path.
+	// Default: served.
+	DisableClientScript bool `json:"disable_client_script,omitempty"`
+
 	// The keys a browser may write through the API. Default: none. Never
 	// list a key the upstream trusts (a customer ID, a role).
 	ClientWritable []string `json:"client_writable,omitempty"`
