@@ -72,6 +72,7 @@ func (h *Handler) serveAPI(w http.ResponseWriter, r *http.Request, s *session, n
 		if s.storeErr != nil {
 			return h.apiFail(w, r, http.StatusServiceUnavailable, "session store unavailable; try again shortly")
 		}
+		h.settle(r.Context(), s, now, false) // an expired key changes the version
 		h.recordUse(r.Context(), s, now)
 		if err := h.writeCookies(hdr, s, secure, now); err != nil {
 			h.logger.Error("re-issuing the session cookie", zap.Error(err))
@@ -245,8 +246,10 @@ func (h *Handler) readableValues(s *session) map[string]json.RawMessage {
 	return h.readableOf(s.values)
 }
 
-// readableOf returns the client-readable keys of values.
+// readableOf returns the client-readable keys of values: never a flash
+// or internal name, nor an expired key (flash.go).
 func (h *Handler) readableOf(values map[string]json.RawMessage) map[string]json.RawMessage {
+	values = visible(values, time.Now())
 	if h.readable == nil {
 		return values
 	}

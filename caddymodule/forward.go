@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
@@ -19,7 +20,19 @@ const maxForwardedHeader = 8 << 10
 // were removed before; a key that is absent or filtered out sends nothing.
 func (h *Handler) forward(r *http.Request, s *session) {
 	if s.headers == nil {
-		s.headers = h.forwardedHeaders(s.values, s.pairBuf[:0], func(k string, n int) { h.warnOversize(s, k, n) })
+		values := visible(s.values, time.Now())
+		if len(s.flash) > 0 {
+			// Flash keys this request took (flash.go) travel like keys.
+			merged := make(map[string]json.RawMessage, len(values)+len(s.flash))
+			for k, v := range values {
+				merged[k] = v
+			}
+			for k, v := range s.flash {
+				merged[k] = v
+			}
+			values = merged
+		}
+		s.headers = h.forwardedHeaders(values, s.pairBuf[:0], func(k string, n int) { h.warnOversize(s, k, n) })
 	}
 	// Each header gets its own []string: a later handler may edit r.Header
 	// in place. Small sessions use the session's own array.
@@ -60,7 +73,10 @@ func (h *Handler) setPlaceholders(repl *caddy.Replacer, s *session) {
 			}
 			return versionText(s.version), true
 		}
-		if v, ok := s.values[name]; ok {
+		if len(name) > 0 && name[0] == '~' {
+			return "", true
+		}
+		if v, ok := visible(s.values, time.Now())[name]; ok {
 			return HeaderValue(v), true
 		}
 		return "", true

@@ -33,6 +33,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.migrateCookie != "" {
 		h.migrate(r, s, now)
 	}
+	if !exact && !sub && s.exists() && hasInternal(s.values) {
+		h.settle(r.Context(), s, now, true) // flash and expiring keys (flash.go)
+	}
 
 	if exact || sub {
 		return h.serveAPI(w, r, s, now, exact)

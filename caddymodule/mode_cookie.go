@@ -45,6 +45,9 @@ func (cookieMode) decode(h *Handler, codec *cookie.Codec, value string, v *verif
 	}
 	// The session's headers are the same for every request with this
 	// cookie: computed once, cached with it.
+	if hasInternal(v.payload.Values) {
+		return nil // flash or expiring keys: the headers depend on the request (flash.go)
+	}
 	v.headers = h.forwardedHeaders(v.payload.Values, nil, func(k string, n int) {
 		h.logger.Warn("session value too large to forward as a header; not forwarded",
 			zap.String("key", k), zap.Int("bytes", n), zap.String("session", codec.Ref(v.payload.ID)))
@@ -167,7 +170,7 @@ func (cookieMode) inspect(_ context.Context, h *Handler, v *verifiedCookie, info
 			exp = e
 		}
 	}
-	info.Values, info.Created, info.Deadline, info.Expires = p.Values, &c, &dl, &exp
+	info.Values, info.Created, info.Deadline, info.Expires = visible(p.Values, time.Now()), &c, &dl, &exp
 	if !time.Now().Before(exp) {
 		info.Note = "the session has expired: the handler ignores this cookie"
 	}

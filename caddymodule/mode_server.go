@@ -261,7 +261,7 @@ func (serverMode) inspect(ctx context.Context, h *Handler, v *verifiedCookie, in
 		return storeAPIErr(h, "load", err)
 	}
 	c, dl, exp := rec.Created.UTC(), rec.Deadline.UTC(), rec.Expires.UTC()
-	info.Values, info.Created, info.Deadline, info.Expires, info.New = rec.Values, &c, &dl, &exp, rec.New
+	info.Values, info.Created, info.Deadline, info.Expires, info.New = visible(rec.Values, time.Now()), &c, &dl, &exp, rec.New
 	return nil
 }
 

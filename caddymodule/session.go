@@ -30,20 +30,21 @@ type session struct {
 	lifeSet  time.Time // when X-Session-Max-Age set deadline; zero: never (maxage.go)
 	browser  bool      // a browser-session cookie: no Max-Age, no Expires
 
-	present     []int      // chunk indexes the request carried
-	deferLoad   bool       // server stores: leave the load to the write (API writes)
-	hadValue    bool       // the request carried a session cookie at all
-	born        bool       // created by this request (not confirmed by it)
-	rotated     bool       // the cookie's ID was rotated away moments ago (rotated.go)
-	version     uint64     // the session's Record.Version (version.go)
-	cond        *condition // the API write's If-Match / If-None-Match (version.go)
-	failedKey   string     // store key of the cookie's session when the load failed
-	stale       bool       // verified by an older secret only: re-issue
-	touch       bool       // record the use (throttled idle refresh)
-	issue       bool       // send the session cookie
-	expire      bool       // expire the session cookie(s)
-	storeErr    error      // the store failed while loading
-	expireOther []string   // other cookies to expire (imported ones)
+	present     []int                      // chunk indexes the request carried
+	deferLoad   bool                       // server stores: leave the load to the write (API writes)
+	hadValue    bool                       // the request carried a session cookie at all
+	born        bool                       // created by this request (not confirmed by it)
+	rotated     bool                       // the cookie's ID was rotated away moments ago (rotated.go)
+	version     uint64                     // the session's Record.Version (version.go)
+	cond        *condition                 // the API write's If-Match / If-None-Match (version.go)
+	flash       map[string]json.RawMessage // flash keys this request took, to forward (flash.go)
+	failedKey   string                     // store key of the cookie's session when the load failed
+	stale       bool                       // verified by an older secret only: re-issue
+	touch       bool                       // record the use (throttled idle refresh)
+	issue       bool                       // send the session cookie
+	expire      bool                       // expire the session cookie(s)
+	storeErr    error                      // the store failed while loading
+	expireOther []string                   // other cookies to expire (imported ones)
 	refCache    string
 	codec       *cookie.Codec
 }
@@ -167,7 +168,7 @@ func (h *Handler) merge(ctx context.Context, s *session, patch map[string]json.R
 		return err
 	}
 	s.codec = codec
-	return h.mode.merge(ctx, h, s, patch, now)
+	return h.mode.merge(ctx, h, s, withInternal(s, patch, now), now)
 }
 
 // destroy ends the session in the store and expires its cookie(s). The

@@ -164,12 +164,14 @@ func isReservedTrailer(name string) bool {
 type controls struct {
 	destroy, rotate bool
 	sets            []string
+	flash           []string // X-Session-Flash values (flash.go)
+	expire          []string // X-Session-Expire values (flash.go)
 	maxAge          []string // X-Session-Max-Age's values (maxage.go)
 }
 
 // any reports whether the upstream asked for any session change.
 func (c *controls) any() bool {
-	return c.destroy || c.rotate || len(c.sets) > 0 || len(c.maxAge) > 0
+	return c.destroy || c.rotate || len(c.sets) > 0 || len(c.maxAge) > 0 || len(c.flash) > 0 || len(c.expire) > 0
 }
 
 // takeControls reads the upstream's control headers and removes every
@@ -193,6 +195,10 @@ func (h *Handler) takeControls(hdr http.Header) (c controls) {
 			c.rotate = h.flag(headerRotate, values)
 		case headerMaxAge:
 			c.maxAge = append(c.maxAge, values...)
+		case headerFlash:
+			c.flash = append(c.flash, values...)
+		case headerExpire:
+			c.expire = append(c.expire, values...)
 		}
 		delete(hdr, name)
 	}
@@ -238,7 +244,7 @@ func (h *Handler) writeBack(r *http.Request, s *session, hdr http.Header, now ti
 			// expired whatever the store says (destroy logs a failure).
 			_ = h.destroy(context.WithoutCancel(r.Context()), s)
 		}
-		if c.rotate || len(c.sets) > 0 || len(c.maxAge) > 0 {
+		if c.rotate || len(c.sets) > 0 || len(c.maxAge) > 0 || len(c.flash) > 0 || len(c.expire) > 0 {
 			h.logger.Error("session store unavailable: the upstream's session change was dropped",
 				zap.String("store", h.storeName))
 		}
@@ -294,8 +300,30 @@ func (h *Handler) applyControls(ctx context.Context, s *session, c controls, now
 			continue
 		}
 	}
-	// X-Session-Flash, then X-Session-Expire (issue #14), go here: after
-	// the Sets, before Max-Age.
+	for _, f := range c.flash {
+		patch, err := flashPatch(f)
+		if err == nil {
+			err = h.merge(ctx, s, patch, now)
+		}
+		if errors.Is(err, errRotatedAway) {
+			return
+		}
+		if err != nil {
+			h.logger.Error("ignored an X-Session-Flash", zap.Error(err))
+		}
+	}
+	if len(c.expire) > 0 && s.exists() {
+		patch, err := expirePatch(c.expire, s, now)
+		if err == nil && len(patch) > 0 {
+			err = h.merge(ctx, s, patch, now)
+		}
+		if errors.Is(err, errRotatedAway) {
+			return
+		}
+		if err != nil {
+			h.logger.Error("ignored an X-Session-Expire", zap.Error(err))
+		}
+	}
 	if len(c.maxAge) > 0 {
 		h.applyMaxAge(ctx, s, c.maxAge, now)
 	}

@@ -83,6 +83,32 @@ func ValidKey(k string) bool {
 	return true
 }
 
+// The prefixes of the internal names the handler stores next to a
+// session's keys: a flash value (FlashPrefix + key) and the end of a
+// key's value (ExpiryPrefix + key, Unix milliseconds). No session key can
+// start with '~', so they never meet one; a store keeps and merges them
+// like any other name.
+const (
+	FlashPrefix  = "~f~"
+	ExpiryPrefix = "~x~"
+)
+
+// ValidStoredKey reports whether k may be a name in a stored session: a
+// valid session key, or an internal name (FlashPrefix or ExpiryPrefix and
+// a valid key).
+func ValidStoredKey(k string) bool {
+	if ValidKey(k) {
+		return true
+	}
+	if rest, ok := strings.CutPrefix(k, FlashPrefix); ok {
+		return ValidKey(rest)
+	}
+	if rest, ok := strings.CutPrefix(k, ExpiryPrefix); ok {
+		return ValidKey(rest)
+	}
+	return false
+}
+
 // HeaderKey returns the form two keys share when their forwarded headers
 // would be equal: lower case, with '_' read as '-'.
 func HeaderKey(k string) string {
@@ -115,7 +141,7 @@ func Apply(current, patch map[string]json.RawMessage, limits Limits) (map[string
 		out[k] = v
 	}
 	for k, v := range patch {
-		if !ValidKey(k) {
+		if !ValidStoredKey(k) {
 			return nil, &KeyError{Key: k}
 		}
 		if IsNull(v) {

@@ -90,7 +90,7 @@ func decode(data []byte) (session, error) {
 		return session{}, errors.New("session record lacks a time")
 	}
 	for k := range r.Values {
-		if !storage.ValidKey(k) {
+		if !storage.ValidStoredKey(k) {
 			return session{}, errors.New("session record holds an invalid key")
 		}
 	}

@@ -98,7 +98,7 @@ func decode(data []byte) (stored, error) {
 		return stored{}, errors.New("session file lacks a time")
 	}
 	for k := range f.Values {
-		if !storage.ValidKey(k) {
+		if !storage.ValidStoredKey(k) {
 			return stored{}, errors.New("session file holds an invalid key")
 		}
 	}

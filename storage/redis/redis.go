@@ -148,7 +148,7 @@ func (s *Store) evict(keys ...string) {
 func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
 	// Bad names are refused before any round trip, as Apply would.
 	for name := range patch {
-		if !storage.ValidKey(name) {
+		if !storage.ValidStoredKey(name) {
 			return nil, &storage.KeyError{Key: name}
 		}
 	}
