@@ -214,6 +214,7 @@ func flashPatch(value string) (map[string]json.RawMessage, error) {
 // keys the session holds.
 func expirePatch(values []string, s *session, now time.Time) (map[string]json.RawMessage, error) {
 	out := map[string]json.RawMessage{}
+	held := visible(s.values, now) // an ended key stays ended: no expiry brings it back
 	for _, v := range values {
 		for part := range strings.SplitSeq(v, ",") {
 			part = strings.TrimSpace(part)
@@ -229,7 +230,7 @@ func expirePatch(values []string, s *session, now time.Time) (map[string]json.Ra
 			case err != nil || secs < 0 || secs > int64(100*365*24*time.Hour/time.Second):
 				return nil, fmt.Errorf("%q: the seconds must be a whole number, 0 (no end) or more", part)
 			}
-			if _, held := s.values[k]; !held {
+			if _, ok := held[k]; !ok {
 				continue // nothing to end
 			}
 			if secs == 0 {

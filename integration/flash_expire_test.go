@@ -26,7 +26,7 @@ func flashUpstream(t *testing.T) *Upstream {
 	})
 	up.Handle("/set-promo", func(_ *Recorded, h http.Header) int {
 		h.Set("X-Session-Set", `{"promo":"SPRING"}`)
-		h.Set("X-Session-Expire", "promo=1")
+		h.Set("X-Session-Expire", "promo=2")
 		return 0
 	})
 	up.Handle("/set-promo-again", func(_ *Recorded, h http.Header) int {
@@ -124,7 +124,7 @@ func TestExpiringKeys(t *testing.T) {
 			if name == "file" || name == "redis" || name == "postgres" {
 				c.Restart(t)
 			}
-			time.Sleep(1200 * time.Millisecond)
+			time.Sleep(2500 * time.Millisecond)
 			if got := promoUpstream(b, "/without-promo"); got != "" {
 				t.Fatalf("after its end the upstream still got promo %q", got)
 			}
@@ -146,7 +146,7 @@ func TestExpiringKeys(t *testing.T) {
 			b3.API(t, "POST", `{"cart":[3]}`)
 			b3.Get(t, "/set-promo")
 			b3.Get(t, "/keep-promo")
-			time.Sleep(1200 * time.Millisecond)
+			time.Sleep(2500 * time.Millisecond)
 			wantObject(t, b2.API(t, "GET", ""), 200, `{"cart":[2],"promo":"SUMMER"}`)
 			wantObject(t, b3.API(t, "GET", ""), 200, `{"cart":[3],"promo":"SPRING"}`)
 		})
