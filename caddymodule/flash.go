@@ -16,7 +16,7 @@ import (
 
 // Flash keys (X-Session-Flash) and expiring keys (X-Session-Expire) live in
 // the session's stored values under internal names that no session key
-// can have (storage.InternalKey), so that every store keeps them, merges
+// can have (storage.ValidStoredKey), so that every store keeps them, merges
 // them atomically and moves them with the session, with no change to its
 // format:
 //
@@ -116,40 +116,20 @@ func flashOf(values map[string]json.RawMessage) map[string]json.RawMessage {
 }
 
 // withInternal returns the patch a write sends to the store: patch, plus
-// the removal of expired keys the request saw, plus, for each key it
-// writes, the removal of that key's expiry (an expiry belongs to the
-// value it was set for). patch itself is not modified.
+// the removal of the expired keys the request saw. (A key's own end goes
+// with any write of the key: storage.Apply.) patch itself is not
+// modified.
 func withInternal(s *session, patch map[string]json.RawMessage, now time.Time) map[string]json.RawMessage {
-	unknown := s.deferLoad // the session was not read: its expiries are unknown
-	if !unknown && !hasInternal(s.values) {
+	names := expiredNames(s.values, now)
+	if len(names) == 0 {
 		return patch
 	}
-	var out map[string]json.RawMessage
-	add := func(name string) {
-		if _, ok := patch[name]; ok {
-			return
-		}
-		if out == nil {
-			out = make(map[string]json.RawMessage, len(patch)+2)
-			for k, v := range patch {
-				out[k] = v
-			}
-		}
+	out := make(map[string]json.RawMessage, len(patch)+len(names))
+	for _, name := range names {
 		out[name] = nil
 	}
-	for k := range patch {
-		if !storage.ValidKey(k) {
-			continue // an internal name: Flash or Expire's own write
-		}
-		if _, ok := s.values[storage.ExpiryPrefix+k]; ok || unknown {
-			add(storage.ExpiryPrefix + k)
-		}
-	}
-	for _, name := range expiredNames(s.values, now) {
-		add(name)
-	}
-	if out == nil {
-		return patch
+	for k, v := range patch {
+		out[k] = v // the write wins over the removal of an ended value
 	}
 	return out
 }

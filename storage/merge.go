@@ -132,7 +132,9 @@ func HeaderName(k string) string {
 
 // Apply returns current with patch merged in: each name in patch replaces
 // the current value, a nil or JSON null value deletes it. current is not
-// modified. Apply checks every patch key, header-name collisions with the
+// modified. Writing a session key also removes its end (ExpiryPrefix +
+// key), unless the patch sets that end itself. Apply checks every patch
+// key, header-name collisions with the
 // keys that remain, and limits; it returns a *KeyError or *LimitError when
 // the merge must be refused.
 func Apply(current, patch map[string]json.RawMessage, limits Limits) (map[string]json.RawMessage, error) {
@@ -146,9 +148,16 @@ func Apply(current, patch map[string]json.RawMessage, limits Limits) (map[string
 		}
 		if IsNull(v) {
 			delete(out, k)
-			continue
+		} else {
+			out[k] = v
 		}
-		out[k] = v
+		// An end belongs to the value it was set for: writing the key
+		// (or deleting it) ends its end too, unless the patch sets that.
+		if ValidKey(k) {
+			if _, ok := patch[ExpiryPrefix+k]; !ok {
+				delete(out, ExpiryPrefix+k)
+			}
+		}
 	}
 	// Collisions: two remaining keys with one header name. Only patch keys
 	// can introduce one, since current was valid.

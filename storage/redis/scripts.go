@@ -178,8 +178,18 @@ if moved then deadline = ARGV[10] end
 
 local out = {}
 for k, v in pairs(vals) do out[k] = v end
+local named = {}
+for i = 13, #ARGV, 2 do named[ARGV[i]] = true end
+-- ended[k]: the end of key k that this write removes (storage.Apply: an
+-- end belongs to the value it was set for).
+local ended = {}
 for i = 13, #ARGV, 2 do
-  if ARGV[i + 1] == '' then out[ARGV[i]] = nil else out[ARGV[i]] = ARGV[i + 1] end
+  local k = ARGV[i]
+  if ARGV[i + 1] == '' then out[k] = nil else out[k] = ARGV[i + 1] end
+  if string.sub(k, 1, 1) ~= '~' and not named['~x~' .. k] then
+    out['~x~' .. k] = nil
+    if vals['~x~' .. k] ~= nil then ended['~x~' .. k] = true end
+  end
 end
 
 -- Two names that would be forwarded as one header may not coexist.
@@ -235,6 +245,7 @@ if cap ~= nil then
 elseif not fresh and meta.new ~= nil then
   table.insert(del, 'new')
 end
+for k in pairs(ended) do table.insert(del, 'v:' .. k) end
 for i = 13, #ARGV, 2 do
   local k, v = ARGV[i], ARGV[i + 1]
   if v ~= '' then

@@ -425,3 +425,28 @@ func testRotationGrace(k *kit) {
 		}
 	}
 }
+
+// testInternalNames: a store keeps the handler's internal names (a flash
+// value, the end of a key: storage.FlashPrefix, storage.ExpiryPrefix) like
+// any other, and a write of a key removes that key's end unless the write
+// sets it (storage.Apply), so an expiry belongs to the value it was set
+// for.
+func testInternalNames(k *kit) {
+	key := newKey()
+	now := time.Now()
+	k.create(key, vals("promo", `"a"`, storage.ExpiryPrefix+"promo", `1796000000000`, storage.FlashPrefix+"notice", `"hi"`),
+		now, now.Add(time.Hour), 0)
+	merge := func(step string, patch map[string]json.RawMessage, want map[string]json.RawMessage) {
+		k.Helper()
+		if _, err := k.s.Merge(k.ctx, key, patch, storage.MergeOptions{Now: now}); err != nil {
+			k.Fatalf("%s: Merge: %v", step, err)
+		}
+		k.sameValues(step, k.load(step, key).Values, want)
+	}
+	merge("a write of the key", vals("promo", `"b"`),
+		vals("promo", `"b"`, storage.FlashPrefix+"notice", `"hi"`))
+	merge("a key and its end in one write", vals("cart", `1`, storage.ExpiryPrefix+"cart", `1796000000000`),
+		vals("promo", `"b"`, "cart", `1`, storage.ExpiryPrefix+"cart", `1796000000000`, storage.FlashPrefix+"notice", `"hi"`))
+	merge("deleting the key", vals("cart", `null`),
+		vals("promo", `"b"`, storage.FlashPrefix+"notice", `"hi"`))
+}

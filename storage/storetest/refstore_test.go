@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,6 +127,13 @@ func (s *refStore) Merge(_ context.Context, key string, patch map[string]json.Ra
 			cur.Expires = opts.Expires(cur.Deadline)
 		}
 		return nil, err
+	}
+	if s.bug == "expiry-kept" && cur != nil {
+		for name, v := range cur.Values {
+			if strings.HasPrefix(name, storage.ExpiryPrefix) {
+				values[name] = v
+			}
+		}
 	}
 	if s.bug == "replace-values" {
 		values = maps.Clone(patch)

@@ -12,7 +12,8 @@
 //
 // The subtests, by name (stable, for -run and -skip): LoadMissing,
 // MergeMissingWithoutCreate, MergeCreate, MergeSemantics, MergeRejected,
-// Isolation, Touch, Delete, Rotate, RotationGrace, Versions, LargeValue, ManySessions,
+// Isolation, Touch, Delete, Rotate, RotationGrace, Versions, InternalNames,
+// LargeValue, ManySessions,
 // ConcurrentMerge, ConcurrentCreate, ExclusiveCreate, NoResurrectionAfterDelete,
 // NoResurrectionAfterRotate, Audience, NewSession, Confirm, Counts,
 // ExpiryIdle, ExpiryDeadline, ExpiryExtended, SetDeadline,
@@ -174,6 +175,7 @@ var cases = []struct {
 	{"Rotate", false, testRotate},
 	{"RotationGrace", false, testRotationGrace},
 	{"Versions", false, testVersions},
+	{"InternalNames", false, testInternalNames},
 	{"LargeValue", false, testLargeValue},
 	{"ManySessions", false, testManySessions},
 	{"ConcurrentMerge", false, testConcurrentMerge},

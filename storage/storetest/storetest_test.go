@@ -91,6 +91,7 @@ func TestKitCatchesBugs(t *testing.T) {
 		{"rotate-missing-ok", "Rotate"},
 		{"rotate-forgets", "RotationGrace"},
 		{"version-ignored", "Versions"},
+		{"expiry-kept", "InternalNames"},
 		{"version-racy", "Versions"},
 		{"version-not-bumped", "Versions"},
 		{"delete-version-ignored", "Versions"},
