@@ -87,6 +87,18 @@ local function read(key, now)
   return h, meta, vals, live
 end
 
+-- current is the {"version", ...} refusal of a write made at another
+-- version: the stored session, laid out as mergeScript's "ok" reply.
+local function current(meta, vals)
+  local isnew = '0'
+  if meta.new ~= nil then isnew = '1' end
+  local res = {'version', meta.created, meta.deadline, meta.expires, meta.aud or '', isnew, meta.ver or '0'}
+  for k, v in pairs(vals) do
+    table.insert(res, k); table.insert(res, v)
+  end
+  return res
+end
+
 -- batched runs cmd on key with list[first..] as arguments, a thousand at a
 -- time (an even number, so field/value pairs stay together): unpack fails
 -- past a few thousand values.
@@ -152,15 +164,7 @@ local cap = nil
 local ver = meta.ver or '0'
 if ARGV[12] ~= '' then
   if fresh then return {'notfound'} end
-  if ver ~= ARGV[12] then
-    local isnew = '0'
-    if meta.new ~= nil then isnew = '1' end
-    local res = {'version', created, deadline, meta.expires, aud or '', isnew, ver}
-    for k, v in pairs(vals) do
-      table.insert(res, k); table.insert(res, v)
-    end
-    return res
-  end
+  if ver ~= ARGV[12] then return current(meta, vals) end
 end
 if not fresh and ARGV[1] == '2' then return {'exists'} end
 if fresh then
@@ -275,16 +279,7 @@ var deleteVersionScript = goredis.NewScript(luaLib + `
 local _, meta, vals, live = read(KEYS[1], tonumber(ARGV[1]))
 if meta.rotated ~= nil then return {'rotated'} end
 if not live then return {'notfound'} end
-local ver = meta.ver or '0'
-if ver ~= ARGV[2] then
-  local isnew = '0'
-  if meta.new ~= nil then isnew = '1' end
-  local res = {'version', meta.created, meta.deadline, meta.expires, meta.aud or '', isnew, ver}
-  for k, v in pairs(vals) do
-    table.insert(res, k); table.insert(res, v)
-  end
-  return res
-end
+if (meta.ver or '0') ~= ARGV[2] then return current(meta, vals) end
 redis.call('DEL', KEYS[1])
 return {'ok'}
 `)
