@@ -285,11 +285,7 @@ func (s *Store) Merge(_ context.Context, key string, patch map[string]json.RawMe
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 
-	r := sh.get(&k)
-	if r != 0 && !sh.entries[r].live(now) {
-		s.remove(sh, r)
-		r = 0
-	}
+	r := s.liveRef(sh, &k, now)
 	if r == 0 && sh.rotatedAway(&k, now) {
 		return nil, storage.ErrRotated
 	}
@@ -442,6 +438,17 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	return nil
 }
 
+// liveRef returns the entry of k in sh (locked) if it is live at now (Unix
+// ns), else 0, removing an expired one.
+func (s *Store) liveRef(sh *shard, k *keyBytes, now int64) ref {
+	r := sh.get(k)
+	if r != 0 && !sh.entries[r].live(now) {
+		s.remove(sh, r)
+		r = 0
+	}
+	return r
+}
+
 // DeleteVersion removes the live session under key if it is at version
 // (storage.VersionedDeleter).
 func (s *Store) DeleteVersion(_ context.Context, key string, version uint64) error {
@@ -450,11 +457,7 @@ func (s *Store) DeleteVersion(_ context.Context, key string, version uint64) err
 	now := s.now().UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	r := sh.get(&k)
-	if r != 0 && !sh.entries[r].live(now) {
-		s.remove(sh, r)
-		r = 0
-	}
+	r := s.liveRef(sh, &k, now)
 	switch {
 	case r == 0 && sh.rotatedAway(&k, now):
 		return storage.ErrRotated
