@@ -186,14 +186,7 @@ func (s *Store) Load(ctx context.Context, key string) (*storage.Record, error) {
 
 // Merge applies patch to the session under key; see storage.Store.
 func (s *Store) Merge(ctx context.Context, key string, patch map[string]json.RawMessage, opts storage.MergeOptions) (*storage.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	p, err := s.path(key)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := s.lock(p.shard)
+	p, unlock, err := s.lockKey(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -274,14 +267,7 @@ func (s *Store) Confirm(ctx context.Context, key string, expires time.Time) erro
 
 // moveExpiry is Touch, or Confirm when confirm is true.
 func (s *Store) moveExpiry(ctx context.Context, key string, expires time.Time, confirm bool) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	p, err := s.path(key)
-	if err != nil {
-		return err
-	}
-	unlock, err := s.lock(p.shard)
+	p, unlock, err := s.lockKey(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -316,14 +302,7 @@ func (s *Store) moveExpiry(ctx context.Context, key string, expires time.Time, c
 // Delete removes the session under key, if any. The folder is synced, so
 // the session does not come back after a power loss.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	p, err := s.path(key)
-	if err != nil {
-		return err
-	}
-	unlock, err := s.lock(p.shard)
+	p, unlock, err := s.lockKey(ctx, key)
 	if err != nil {
 		return err
 	}
@@ -331,17 +310,27 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return s.remove(p)
 }
 
-// DeleteVersion removes the live session under key if it is at version
-// (storage.VersionedDeleter), under the subfolder's lock.
-func (s *Store) DeleteVersion(ctx context.Context, key string, version uint64) error {
+// lockKey checks ctx, locates key's file and locks its subfolder; the
+// caller calls the returned unlock.
+func (s *Store) lockKey(ctx context.Context, key string) (paths, func(), error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return paths{}, nil, err
 	}
 	p, err := s.path(key)
 	if err != nil {
-		return err
+		return paths{}, nil, err
 	}
 	unlock, err := s.lock(p.shard)
+	if err != nil {
+		return paths{}, nil, err
+	}
+	return p, unlock, nil
+}
+
+// DeleteVersion removes the live session under key if it is at version
+// (storage.VersionedDeleter), under the subfolder's lock.
+func (s *Store) DeleteVersion(ctx context.Context, key string, version uint64) error {
+	p, unlock, err := s.lockKey(ctx, key)
 	if err != nil {
 		return err
 	}
