@@ -430,3 +430,52 @@ func testServerMove(t *testing.T, before, after, storeName, leftGauge string) {
 		}
 	}
 }
+
+// TestPreviousStoreAttacks: previous_store cookie never moves another
+// site's cookie-store session (its audience is part of its signature),
+// and a store outage during a move loses nothing: the request follows
+// on_store_error, and the session moves once the store answers again.
+func TestPreviousStoreAttacks(t *testing.T) {
+	t.Parallel()
+	t.Run("another site's cookie", func(t *testing.T) {
+		t.Parallel()
+		c := StartCaddy(t, CaddyOpts{Site: moveSite, Session: moveSession("store cookie")})
+		r := c.Do(t, Req{Method: "POST", Path: "/__session", CT: "application/json", Host: "a.test", Body: `{"cart":["a"]}`})
+		jar := NewJar()
+		jar.Update(t, r)
+		c.Reload(t, CaddyOpts{Site: moveSite, Session: moveSession("store memory {\n\tname prevtest-sites\n}\nprevious_store cookie")})
+		r = c.Do(t, Req{Path: "/__session", Host: "b.test", Cookie: jar.Header()})
+		wantObject(t, r, 200, `{}`)
+		if len(setCookieFor(r, "__session")) != 0 {
+			t.Fatalf("site b.test answered site a.test's cookie with a cookie:\n%s", r)
+		}
+		if code, m := adminGet(t, c, "/session/__session/count"); code != 200 || m["sessions"] != 0.0 {
+			t.Fatalf("another site's cookie made the store hold %v (admin %d), want nothing", m, code)
+		}
+		// The site that issued it moves it.
+		wantObject(t, c.Do(t, Req{Path: "/__session", Host: "a.test", Cookie: jar.Header()}), 200, `{"cart":["a"]}`)
+	})
+	t.Run("store down during the move", func(t *testing.T) {
+		t.Parallel()
+		srv := startRedis(t)
+		c := StartCaddy(t, CaddyOpts{Site: moveSite, Session: moveSession("store memory {\n\tname prevtest-outage\n}")})
+		b := c.NewBrowser()
+		b.API(t, "POST", `{"cart":["kept"]}`)
+		c.Reload(t, CaddyOpts{Site: moveSite, Session: moveSession(
+			fmt.Sprintf("store redis %s\nprevious_store memory {\n\tname prevtest-outage\n}", srv.URL()))})
+		srv.Kill()
+		if r := b.API(t, "GET", ""); r.Status != http.StatusServiceUnavailable || len(setCookieFor(r, "__session")) != 0 {
+			t.Fatalf("with Redis down the move must answer 503 and leave the cookie:\n%s", r)
+		}
+		if ref, r, err := refOf(c, b.Jar.Header(), uniquePath("down")); err != nil || ref != "" || r.Status != 200 {
+			t.Fatalf("fail_open with Redis down: ref %q, %v, %v", ref, r, err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wantObject(t, b.API(t, "GET", ""), 200, `{"cart":["kept"]}`)
+		if keys, err := srv.Client().Keys(t.Context(), "caddy-session:*").Result(); err != nil || len(keys) != 1 {
+			t.Fatalf("after Redis came back it holds %v (%v), want the one moved session", keys, err)
+		}
+	})
+}
