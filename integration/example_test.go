@@ -62,6 +62,36 @@ func (e twoGatewayExample) run(t *testing.T) exampleShop {
 		t.Errorf("the example Caddyfile is not formatted (caddy fmt --overwrite fixes it):\n%s", out)
 	}
 
+	// A port found free may be taken before Caddy binds it: then start
+	// again on new ports.
+	var a *Caddy
+	var gb int
+	for attempt := 1; ; attempt++ {
+		var ok bool
+		a, gb, ok = e.start(t, dir, src)
+		if ok {
+			break
+		}
+		if attempt == 5 {
+			t.Fatalf("caddy could not bind its ports:\n%s", a.Logs())
+		}
+	}
+	b := &Caddy{Host: fmt.Sprintf("127.0.0.1:%d", gb)}
+	b.Base = "http://" + b.Host
+	for range 100 { // the same process; wait for its other listener too
+		if _, err := b.DoErr(Req{Path: "/"}); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return exampleShop{a: a, b: b}
+}
+
+// start writes the example with its ports replaced by spare ones into dir,
+// validates it and runs it. It returns the first gateway, the second
+// gateway's port, and false when a port was taken before Caddy bound it.
+func (e twoGatewayExample) start(t *testing.T, dir, src string) (*Caddy, int, bool) {
+	t.Helper()
 	ga, gb, shop, admin := freePort(t), freePort(t), freePort(t), freePort(t)
 	reps := []string{
 		"\tauto_https off\n", fmt.Sprintf("\tauto_https off\n\tadmin localhost:%d\n\tstorage file_system %s\n\tdefault_bind 127.0.0.1\n\tgrace_period 1s\n", admin, filepath.Join(dir, "storage")),
@@ -89,14 +119,6 @@ func (e twoGatewayExample) run(t *testing.T) exampleShop {
 	if out, err := runCaddy(t, dir, e.env, "validate", "--config", path, "--adapter", "caddyfile"); err != nil {
 		t.Fatalf("caddy validate (example on test ports): %v\n%s", err, out)
 	}
-	a := runConfig(t, dir, path, ga, admin, e.env)
-	b := &Caddy{Host: fmt.Sprintf("127.0.0.1:%d", gb)}
-	b.Base = "http://" + b.Host
-	for range 100 { // the same process; wait for its other listener too
-		if _, err := b.DoErr(Req{Path: "/"}); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return exampleShop{a: a, b: b}
+	a, ok := tryRunConfig(t, dir, path, ga, admin, e.env)
+	return a, gb, ok
 }

@@ -208,16 +208,24 @@ func (c *Caddy) caddyfile() string { return c.proc.Config() }
 // host:httpPort is where clients reach it.
 func runConfig(t testing.TB, dir, path string, httpPort, adminPort int, env []string) *Caddy {
 	t.Helper()
+	c, ok := tryRunConfig(t, dir, path, httpPort, adminPort, env)
+	if !ok {
+		t.Fatalf("caddy could not bind its ports:\n%s", c.Logs())
+	}
+	return c
+}
+
+// tryRunConfig is runConfig for callers that retry on new ports: it
+// returns false when Caddy exited because a port was taken.
+func tryRunConfig(t testing.TB, dir, path string, httpPort, adminPort int, env []string) (*Caddy, bool) {
+	t.Helper()
 	c := &Caddy{Dir: dir, ConfigPath: path, HTTPPort: httpPort, AdminPort: adminPort, opts: CaddyOpts{Env: env}}
 	c.proc = &testkit.Caddy{Bin: caddyBin, Dir: dir, ConfigPath: path, Adapter: "caddyfile", AdminPort: adminPort, Env: env}
 	c.Host = fmt.Sprintf("127.0.0.1:%d", httpPort)
 	c.Base = "http://" + c.Host
 	c.proc.Watch(t)
 	c.launch(t)
-	if !c.waitReady(t) {
-		t.Fatalf("caddy could not bind its ports:\n%s", c.Logs())
-	}
-	return c
+	return c, c.waitReady(t)
 }
 
 // start runs Caddy again on its config and ports (after a stop).

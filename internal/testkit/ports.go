@@ -2,10 +2,13 @@ package testkit
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,12 +39,10 @@ func ReservePort() (port int, release func(), err error) {
 		return 0, nil, err
 	}
 	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := candidatePort()
 		if err != nil {
 			return 0, nil, err
 		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
 		portsMu.Lock()
 		dup := ports[p]
 		ports[p] = true
@@ -60,6 +61,53 @@ func ReservePort() (port int, release func(), err error) {
 		return p, func() { f.Close() }, nil
 	}
 	return 0, nil, errors.New("no free port")
+}
+
+// candidatePort returns a loopback TCP port free at this moment. It is
+// taken below the kernel's ephemeral range when there is room there: a port
+// from that range can be taken, between the check and the server's bind,
+// as the source port of any outgoing connection on the machine, which is
+// how a test once failed with "address already in use".
+func candidatePort() (int, error) {
+	lo, hi := 20000, ephemeralLow()-1
+	if hi-lo < 1000 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port, nil
+	}
+	var last error
+	for range 100 {
+		p := lo + rand.IntN(hi-lo+1)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			last = err
+			continue
+		}
+		l.Close()
+		return p, nil
+	}
+	return 0, fmt.Errorf("no free port in %d-%d: %w", lo, hi, last)
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768
+// where it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago and that

@@ -22,6 +22,11 @@ func TestFreePortDistinct(t *testing.T) {
 			t.Fatalf("port %d handed out twice or reserved", p)
 		}
 		seen[p] = true
+		// Below the ephemeral range, where no outgoing connection can
+		// take it before the server binds it.
+		if low := ephemeralLow(); low-20000 >= 1000 && (p < 20000 || p >= low) {
+			t.Fatalf("port %d is outside 20000-%d", p, low-1)
+		}
 	}
 }
 
