@@ -62,20 +62,11 @@ func (e twoGatewayExample) run(t *testing.T) exampleShop {
 		t.Errorf("the example Caddyfile is not formatted (caddy fmt --overwrite fixes it):\n%s", out)
 	}
 
-	// A port found free may be taken before Caddy binds it: then start
-	// again on new ports.
-	var a *Caddy
 	var gb int
-	for attempt := 1; ; attempt++ {
-		var ok bool
+	a := untilBound(t, func(int) (a *Caddy, ok bool) {
 		a, gb, ok = e.start(t, dir, src)
-		if ok {
-			break
-		}
-		if attempt == 5 {
-			t.Fatalf("caddy could not bind its ports:\n%s", a.Logs())
-		}
-	}
+		return a, ok
+	})
 	b := &Caddy{Host: fmt.Sprintf("127.0.0.1:%d", gb)}
 	b.Base = "http://" + b.Host
 	for range 100 { // the same process; wait for its other listener too

@@ -115,18 +115,32 @@ func StartCaddies(t testing.TB, opts ...CaddyOpts) []*Caddy {
 		c.launch(t)
 	}
 	for _, c := range cs {
-		// A port found free may be taken since, as the source port of
-		// some connection: then start again on new ports.
-		for attempt := 1; !c.waitReady(t); attempt++ {
-			if attempt == 5 {
-				t.Fatalf("caddy could not bind its ports:\n%s", c.Logs())
+		untilBound(t, func(attempt int) (*Caddy, bool) {
+			if attempt > 1 {
+				c.setPorts(t)
+				c.writeConfig(t, c.opts)
+				c.launch(t)
 			}
-			c.setPorts(t)
-			c.writeConfig(t, c.opts)
-			c.launch(t)
-		}
+			return c, c.waitReady(t)
+		})
 	}
 	return cs
+}
+
+// untilBound calls start until the Caddy it returns has bound its ports:
+// a port found free may be taken before Caddy binds it, so each attempt
+// after the first starts again on new ports. The test fails after five.
+func untilBound(t testing.TB, start func(attempt int) (*Caddy, bool)) *Caddy {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, ok := start(attempt)
+		if ok {
+			return c
+		}
+		if attempt == 5 {
+			t.Fatalf("caddy could not bind its ports in 5 attempts:\n%s", c.Logs())
+		}
+	}
 }
 
 // newCaddy prepares a Caddy (config, ports, cleanup) without starting it.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -63,21 +62,29 @@ func ReservePort() (port int, release func(), err error) {
 	return 0, nil, errors.New("no free port")
 }
 
+// portFloor is the lowest port handed out below the ephemeral range.
+const portFloor = 20000
+
 // candidatePort returns a loopback TCP port free at this moment. It is
 // taken below the kernel's ephemeral range when there is room there: a port
 // from that range can be taken, between the check and the server's bind,
 // as the source port of any outgoing connection on the machine, which is
 // how a test once failed with "address already in use".
 func candidatePort() (int, error) {
-	lo, hi := 20000, ephemeralLow()-1
-	if hi-lo < 1000 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port, nil
+	if hi := ephemeralLow() - 1; hi-portFloor >= 1000 {
+		return freePortIn(portFloor, hi)
 	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// freePortIn returns a port in [lo, hi] that a loopback listener could bind
+// a moment ago.
+func freePortIn(lo, hi int) (int, error) {
 	var last error
 	for range 100 {
 		p := lo + rand.IntN(hi-lo+1)
@@ -93,27 +100,24 @@ func candidatePort() (int, error) {
 }
 
 // ephemeralLow is the first port of the kernel's ephemeral range (32768
-// where it cannot be read).
-func ephemeralLow() int {
+// where it cannot be read), read once.
+var ephemeralLow = sync.OnceValue(func() int {
+	var lo, hi int
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
 		return 32768
 	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
 		return 32768
 	}
-	n, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 32768
-	}
-	return n
-}
+	return lo
+})
 
 // FreePort returns a loopback TCP port that was free a moment ago and that
 // no other test, of this process or of another one, holds until the test
-// ends. A port found free may still be taken since (as the source port of
-// some connection, or by another program's probe): the starters below
+// ends. A port found free may still be taken since (by another program,
+// or as a connection's source port where the machine leaves no room below
+// the ephemeral range): the starters below
 // retry on new ports when a server could not bind.
 func FreePort(t testing.TB) int {
 	t.Helper()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,9 +25,31 @@ func TestFreePortDistinct(t *testing.T) {
 		seen[p] = true
 		// Below the ephemeral range, where no outgoing connection can
 		// take it before the server binds it.
-		if low := ephemeralLow(); low-20000 >= 1000 && (p < 20000 || p >= low) {
-			t.Fatalf("port %d is outside 20000-%d", p, low-1)
+		if low := ephemeralLow(); low-portFloor >= 1000 && (p < portFloor || p >= low) {
+			t.Fatalf("port %d is outside %d-%d", p, portFloor, low-1)
 		}
+	}
+}
+
+// A port some other program listens on is never handed out, whichever
+// address it listens on.
+func TestFreePortSkipsListeners(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "0.0.0.0:0", "[::]:0"} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Logf("%s: %v (no such stack here)", addr, err)
+			continue
+		}
+		held := l.Addr().(*net.TCPAddr).Port
+		if p, err := freePortIn(held, held); err == nil {
+			t.Errorf("port %d, held by a listener on %s, was handed out as %d", held, addr, p)
+		}
+		// With one free neighbour, that neighbour is the answer.
+		other, err := freePortIn(held-1, held)
+		if err == nil && other == held {
+			t.Errorf("port %d, held by a listener on %s, was handed out", held, addr)
+		}
+		l.Close()
 	}
 }
 
