@@ -196,10 +196,19 @@ func (p *Postgres) Stop() { p.proc.stop(&sigINT, 10*time.Second) }
 // postmaster and to every process it started (backends, checkpointer, WAL
 // writer), so that nothing is flushed on the way out. What PostgreSQL had
 // not written to its WAL files is lost; what it had survives (the kernel
-// keeps it even with fsync off). Killing a stopped server does nothing.
+// keeps it even with fsync off). Kill returns once every one of those
+// processes has exited (a SIGKILLed process with much memory to free can
+// take a moment), or after 10 seconds. Killing a stopped server does
+// nothing.
 func (p *Postgres) Kill() {
-	_ = p.Signal(syscall.SIGKILL)
+	children, _ := p.signal(syscall.SIGKILL)
 	p.proc.stop(nil, 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range children {
+		for !exited(pid) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // Signal sends sig to the postmaster and to every process it started
@@ -210,25 +219,32 @@ func (p *Postgres) Kill() {
 // that it forks none meanwhile; for SIGKILL, it dies last, so that its
 // children are still its own when they are listed.
 func (p *Postgres) Signal(sig syscall.Signal) error {
+	_, err := p.signal(sig)
+	return err
+}
+
+// signal is Signal, and returns the children it signalled.
+func (p *Postgres) signal(sig syscall.Signal) ([]int, error) {
 	p.proc.mu.Lock()
 	defer p.proc.mu.Unlock()
 	if p.proc.cmd == nil {
-		return errors.New("not running")
+		return nil, errors.New("not running")
 	}
 	pid := p.proc.cmd.Process.Pid
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		return err
+		return nil, err
 	}
-	for _, child := range childPIDs(pid) {
+	children := childPIDs(pid)
+	for _, child := range children {
 		_ = syscall.Kill(child, sig)
 	}
 	if err := syscall.Kill(-pid, sig); err != nil {
-		return err
+		return children, err
 	}
 	if sig != syscall.SIGSTOP && sig != syscall.SIGKILL {
-		return syscall.Kill(pid, syscall.SIGCONT)
+		return children, syscall.Kill(pid, syscall.SIGCONT)
 	}
-	return nil
+	return children, nil
 }
 
 // Start starts a killed or stopped server again on the same port, data

@@ -43,3 +43,14 @@ func childPIDs(pid int) []int {
 	}
 	return out
 }
+
+// exited reports whether process pid has ended: it is gone from /proc, or
+// it is a zombie (dead, not reaped yet).
+func exited(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i >= 0 && bytes.HasPrefix(stat[i+1:], []byte(" Z"))
+}

@@ -11,3 +11,7 @@ func dieWithParent(*exec.Cmd) {}
 // childPIDs finds no children here: Kill and Signal reach the server's
 // process group only.
 func childPIDs(int) []int { return nil }
+
+// exited reports true here: with no children listed, there is nothing to
+// wait for.
+func exited(int) bool { return true }
